@@ -1,0 +1,112 @@
+//! Request date parsing.
+//!
+//! The original service accepted whatever pandas' `to_datetime` took for a date; its clients
+//! send either a calendar date (`2018-01-01`) or a full ISO 8601 datetime
+//! (`2018-01-01T00:00:00`, `2018-01-01T00:00:00Z`, `2018-01-01T00:00:00+05:00`). Only the
+//! calendar date matters for the features. With an offset, the date is the one written in the
+//! string (the local date at that offset), as pandas reports it; it is never shifted to UTC.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
+/// Why a date string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid date {input:?}: expected YYYY-MM-DD or an ISO 8601 datetime such as 2018-01-01T00:00:00"
+)]
+pub struct DateError {
+    /// The rejected input, truncated to keep error messages short.
+    pub input: String,
+}
+
+const MAX_ECHO: usize = 40;
+
+/// Parses a request date: `YYYY-MM-DD`, or an ISO 8601 datetime with `T` or a space between
+/// date and time, optional fractional seconds and an optional `Z` / `±HH:MM` offset.
+pub fn parse_date(input: &str) -> Result<NaiveDate, DateError> {
+    let s = input.trim();
+    if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(date);
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Ok(dt.date_naive());
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(s, format) {
+            return Ok(dt.date());
+        }
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+    ] {
+        if let Ok(dt) = DateTime::parse_from_str(s, format) {
+            return Ok(dt.date_naive());
+        }
+    }
+    Err(DateError {
+        input: s.chars().take(MAX_ECHO).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn accepts_plain_dates_and_iso_datetimes() {
+        let cases = [
+            ("2018-01-01", ymd(2018, 1, 1)),
+            ("2018-01-01T00:00:00", ymd(2018, 1, 1)),
+            ("2018-01-01 13:45:10", ymd(2018, 1, 1)),
+            ("2018-01-01T23:59:59.123456", ymd(2018, 1, 1)),
+            ("2018-01-01T00:00:00Z", ymd(2018, 1, 1)),
+            ("2018-03-04T10:00", ymd(2018, 3, 4)),
+            (" 2016-02-29 ", ymd(2016, 2, 29)),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(parse_date(input), Ok(expected), "{input}");
+        }
+    }
+
+    #[test]
+    fn keeps_the_written_date_when_an_offset_is_given() {
+        // 23:30 at -05:00 is already the next day in UTC; the local date is what counts.
+        assert_eq!(parse_date("2018-01-01T23:30:00-05:00"), Ok(ymd(2018, 1, 1)));
+        assert_eq!(parse_date("2018-01-01T00:30:00+09:00"), Ok(ymd(2018, 1, 1)));
+        assert_eq!(parse_date("2018-01-01T00:30:00+0900"), Ok(ymd(2018, 1, 1)));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_date() {
+        for input in [
+            "",
+            "2018-13-01",
+            "2017-02-29",
+            "01/02/2018",
+            "yesterday",
+            "2018-01-01T25:00:00",
+        ] {
+            let err = parse_date(input).unwrap_err();
+            assert!(
+                err.to_string().contains("expected YYYY-MM-DD"),
+                "{input}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn truncates_long_input_in_the_error() {
+        let long = "x".repeat(10_000);
+        let err = parse_date(&long).unwrap_err();
+        assert_eq!(err.input.len(), MAX_ECHO);
+    }
+}

@@ -1,0 +1,161 @@
+//! The feature vocabulary: every feature a model may be trained on, each defined once.
+//!
+//! A model's manifest lists the names of its features in training order; serving builds
+//! exactly that row from `(date, store, item)` with [`build_row`]. The original model uses
+//! `store, item, month, day, year`, where `day` is the day of the week with Monday = 0
+//! (pandas' `dt.dayofweek`), not the day of the month.
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::request::{ForecastRequest, ItemId, StoreId};
+
+/// One named feature computed from `(date, store, item)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Feature {
+    /// Store id.
+    Store,
+    /// Item id.
+    Item,
+    /// Month of the year, 1..=12.
+    Month,
+    /// Day of the week, Monday = 0 .. Sunday = 6 (pandas `dt.dayofweek`).
+    Day,
+    /// Calendar year.
+    Year,
+}
+
+/// The features of the original model, in its training order.
+pub const ORIGINAL_FEATURES: [Feature; 5] = [
+    Feature::Store,
+    Feature::Item,
+    Feature::Month,
+    Feature::Day,
+    Feature::Year,
+];
+
+/// Every feature the vocabulary knows, for error messages and documentation.
+pub const ALL_FEATURES: [Feature; 5] = ORIGINAL_FEATURES;
+
+/// A name that is not in the vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown feature {name:?}; known features: {known}")]
+pub struct FeatureError {
+    /// The unknown name.
+    pub name: String,
+    /// The known names, comma-separated.
+    pub known: String,
+}
+
+/// A model input row: one value per feature, in the model's feature order.
+pub type FeatureRow = Vec<f64>;
+
+impl Feature {
+    /// The feature's name as written in manifests and payload columns.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Store => "store",
+            Self::Item => "item",
+            Self::Month => "month",
+            Self::Day => "day",
+            Self::Year => "year",
+        }
+    }
+
+    /// Looks a feature up by name.
+    pub fn from_name(name: &str) -> Result<Self, FeatureError> {
+        ALL_FEATURES
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| FeatureError {
+                name: name.chars().take(64).collect(),
+                known: ALL_FEATURES.map(Feature::name).join(", "),
+            })
+    }
+
+    /// Resolves a manifest's feature names, in order.
+    pub fn resolve_all<S: AsRef<str>>(names: &[S]) -> Result<Vec<Self>, FeatureError> {
+        names.iter().map(|n| Self::from_name(n.as_ref())).collect()
+    }
+
+    /// The feature's value for one `(date, store, item)`.
+    pub fn value(self, date: NaiveDate, store: StoreId, item: ItemId) -> f64 {
+        match self {
+            Self::Store => f64::from(store.get()),
+            Self::Item => f64::from(item.get()),
+            Self::Month => f64::from(date.month()),
+            Self::Day => f64::from(date.weekday().num_days_from_monday()),
+            Self::Year => f64::from(date.year()),
+        }
+    }
+}
+
+/// Builds the model input row for one request, in the order of `features`.
+pub fn build_row(features: &[Feature], request: &ForecastRequest) -> FeatureRow {
+    features
+        .iter()
+        .map(|f| f.value(request.date, request.store, request.item))
+        .collect()
+}
+
+/// The names of `features`, in order.
+pub fn names(features: &[Feature]) -> Vec<String> {
+    features.iter().map(|f| f.name().to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(date: &str, store: u32, item: u32) -> ForecastRequest {
+        ForecastRequest {
+            date: crate::parse_date(date).unwrap(),
+            store: StoreId::new(store).unwrap(),
+            item: ItemId::new(item).unwrap(),
+        }
+    }
+
+    /// Golden rows: the values pandas gives for `store, item, month, dayofweek, year`.
+    #[test]
+    fn original_features_match_pandas_for_known_rows() {
+        let golden = [
+            ("2013-01-01", 1, 1, [1.0, 1.0, 1.0, 1.0, 2013.0]),
+            ("2017-12-31", 10, 50, [10.0, 50.0, 12.0, 6.0, 2017.0]),
+            ("2018-01-01", 1, 1, [1.0, 1.0, 1.0, 0.0, 2018.0]),
+            ("2016-02-29", 3, 27, [3.0, 27.0, 2.0, 0.0, 2016.0]),
+            (
+                "2018-03-31T12:00:00+02:00",
+                7,
+                15,
+                [7.0, 15.0, 3.0, 5.0, 2018.0],
+            ),
+        ];
+        for (date, store, item, expected) in golden {
+            assert_eq!(
+                build_row(&ORIGINAL_FEATURES, &request(date, store, item)),
+                expected,
+                "{date}"
+            );
+        }
+    }
+
+    #[test]
+    fn row_follows_the_requested_order() {
+        let order = [Feature::Year, Feature::Day, Feature::Store];
+        assert_eq!(
+            build_row(&order, &request("2018-01-07", 4, 9)),
+            [2018.0, 6.0, 4.0]
+        );
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_rejected() {
+        let names = names(&ORIGINAL_FEATURES);
+        assert_eq!(names, ["store", "item", "month", "day", "year"]);
+        assert_eq!(Feature::resolve_all(&names).unwrap(), ORIGINAL_FEATURES);
+        let err = Feature::from_name("weekday").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("known features: store, item, month, day, year")
+        );
+    }
+}

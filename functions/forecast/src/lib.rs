@@ -1,0 +1,24 @@
+//! Shared domain of the demand forecasting service.
+//!
+//! This crate is pure (no AWS, no async): the `demand` trainer, the `model` Lambda and the
+//! `orchestrator` Lambda all depend on it, so a feature is defined exactly once and can never
+//! drift between training and serving. It holds:
+//!
+//! - [`date`]: parsing of request dates (`2018-01-01`, ISO datetimes with or without offset);
+//! - [`request`]: the business request `{date, store, item}` and its field-level validation;
+//! - [`features`]: the named feature vocabulary and the row builder;
+//! - [`manifest`]: the model manifest stored beside every booster, and its S3 layout;
+//! - [`wire`]: the MLflow-compatible payloads spoken by the model Lambda.
+//!
+//! Run its tests with `cargo test -p forecast`.
+
+pub mod date;
+pub mod features;
+pub mod manifest;
+pub mod request;
+pub mod wire;
+
+pub use date::{DateError, parse_date};
+pub use features::{Feature, FeatureError, FeatureRow};
+pub use manifest::{ModelLocation, ModelManifest};
+pub use request::{FieldError, ForecastRequest, ItemId, StoreId};

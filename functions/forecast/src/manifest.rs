@@ -1,0 +1,178 @@
+//! The model manifest and where a model lives in S3.
+//!
+//! A model is two objects under one versioned prefix:
+//! `s3://<bucket>/models/<name>/<version>/model.txt` (LightGBM text format) and
+//! `.../manifest.json` ([`ModelManifest`]). The manifest is the contract between trainer,
+//! model host and orchestrator: it names the features in order and pins the booster's sha256.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the manifest schema written by this code.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// File name of the booster inside a model prefix.
+pub const MODEL_FILE: &str = "model.txt";
+/// File name of the manifest inside a model prefix.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Everything known about one trained booster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelManifest {
+    /// Manifest schema version ([`MANIFEST_FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Model name, e.g. `demand`.
+    pub name: String,
+    /// Model version, the last segment of its S3 prefix.
+    pub version: String,
+    /// Feature names in the booster's column order.
+    pub features: Vec<String>,
+    /// LightGBM objective, e.g. `regression_l1`.
+    pub objective: String,
+    /// Every LightGBM parameter used for training.
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+    /// How the validation rows were chosen, e.g. `random:0.2:2018`.
+    pub split: String,
+    /// Metrics on the validation rows, by name (`smape`, `mape`, `mae`, `rmse`).
+    pub metrics: BTreeMap<String, f64>,
+    /// Training time, RFC 3339 UTC.
+    pub trained_at: String,
+    /// sha256 (hex) of the training CSV as read.
+    pub training_data_sha256: String,
+    /// sha256 (hex) of `model.txt`.
+    pub model_sha256: String,
+    /// Number of trees (boosting rounds) in the booster.
+    pub num_trees: u32,
+    /// What the training data covered.
+    pub domain: TrainingDomain,
+    /// Rows used for fitting and for validation.
+    pub rows: RowCounts,
+    /// Versions of the tools that produced the model.
+    pub tool_versions: BTreeMap<String, String>,
+}
+
+/// The input domain seen in training.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainingDomain {
+    /// Distinct store ids, ascending.
+    pub stores: Vec<u32>,
+    /// Distinct item ids, ascending.
+    pub items: Vec<u32>,
+    /// First date in the data, `YYYY-MM-DD`.
+    pub date_min: String,
+    /// Last date in the data, `YYYY-MM-DD`.
+    pub date_max: String,
+}
+
+/// How many rows went where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowCounts {
+    /// Rows read from the CSV.
+    pub total: u64,
+    /// Rows the booster was fitted on.
+    pub fit: u64,
+    /// Rows held out for the metrics.
+    pub validation: u64,
+}
+
+/// Where a model lives: a bucket and a `models/<name>/<version>/` prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelLocation {
+    /// The S3 bucket.
+    pub bucket: String,
+    /// The key prefix, always ending in `/`.
+    pub prefix: String,
+}
+
+/// A model URI that is not `s3://bucket/prefix/`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid model URI {uri:?}: {reason} (expected s3://<bucket>/models/<name>/<version>/)")]
+pub struct ModelUriError {
+    /// The rejected URI.
+    pub uri: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl ModelLocation {
+    /// The canonical location of model `name` at `version` in `bucket`.
+    pub fn new(bucket: &str, name: &str, version: &str) -> Self {
+        Self {
+            bucket: bucket.to_owned(),
+            prefix: format!("models/{name}/{version}/"),
+        }
+    }
+
+    /// Parses `s3://bucket/some/prefix/` (a missing trailing slash is added).
+    pub fn parse_s3_uri(uri: &str) -> Result<Self, ModelUriError> {
+        let err = |reason| ModelUriError {
+            uri: uri.to_owned(),
+            reason,
+        };
+        let rest = uri
+            .strip_prefix("s3://")
+            .ok_or_else(|| err("it does not start with s3://"))?;
+        let (bucket, prefix) = rest
+            .split_once('/')
+            .ok_or_else(|| err("it has no key prefix"))?;
+        if bucket.is_empty() {
+            return Err(err("the bucket name is empty"));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.is_empty() {
+            return Err(err("the key prefix is empty"));
+        }
+        Ok(Self {
+            bucket: bucket.to_owned(),
+            prefix: format!("{prefix}/"),
+        })
+    }
+
+    /// Key of `model.txt`.
+    pub fn model_key(&self) -> String {
+        format!("{}{MODEL_FILE}", self.prefix)
+    }
+
+    /// Key of `manifest.json`.
+    pub fn manifest_key(&self) -> String {
+        format!("{}{MANIFEST_FILE}", self.prefix)
+    }
+
+    /// `s3://bucket/prefix/`.
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_layout_is_models_name_version() {
+        let loc = ModelLocation::new("bucket", "demand", "v3");
+        assert_eq!(loc.model_key(), "models/demand/v3/model.txt");
+        assert_eq!(loc.manifest_key(), "models/demand/v3/manifest.json");
+        assert_eq!(loc.uri(), "s3://bucket/models/demand/v3/");
+        assert_eq!(ModelLocation::parse_s3_uri(&loc.uri()), Ok(loc));
+    }
+
+    #[test]
+    fn uri_without_trailing_slash_is_accepted() {
+        let loc = ModelLocation::parse_s3_uri("s3://b/models/demand/1").unwrap();
+        assert_eq!(loc.prefix, "models/demand/1/");
+    }
+
+    #[test]
+    fn malformed_uris_are_rejected_with_a_reason() {
+        for (uri, reason) in [
+            ("https://b/models/x/1/", "s3://"),
+            ("s3://bucket", "no key prefix"),
+            ("s3:///models/x/1/", "bucket name is empty"),
+            ("s3://bucket///", "key prefix is empty"),
+        ] {
+            let err = ModelLocation::parse_s3_uri(uri).unwrap_err();
+            assert!(err.to_string().contains(reason), "{uri}: {err}");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The `orchestrator` Lambda: the forecasting HTTP API behind API Gateway (HTTP API,
+//! payload format 2.0).
+//!
+//! It validates `{date, store, item}`, builds exactly the feature row the deployed model was
+//! trained on (the feature names come from the model's manifest, fetched once with a ping),
+//! invokes the `model` Lambda through the Lambda Invoke API and answers `{"sales": f64}`.
+//! All business rules live here; the model host stays generic.
+//!
+//! Routes: `POST /v1/api/predict`, `GET /v1/api/health`. Errors are JSON `{"detail": ...}`:
+//! 400 malformed body, 422 invalid fields, 404/405 unknown route or method, 502 model error,
+//! 503 model unavailable, 504 model timeout.
+//!
+//! Run it locally with `make dev`; test it with `cargo test -p orchestrator`.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod model_client;
+
+pub use api::Orchestrator;
+pub use config::OrchestratorConfig;
+pub use error::ApiError;
+pub use model_client::{LambdaModelClient, ModelCallError, ModelClient};

@@ -1,0 +1,15 @@
+//! The `demand` trainer: the offline half of the forecasting service.
+//!
+//! - [`generate`] writes a Kaggle-shaped `train.csv` / `test.csv`, deterministic from a seed;
+//! - [`data`] reads a sales history (`date,store,item,sales`) with line-numbered errors;
+//! - [`train`] fits a LightGBM booster on the features of `forecast` and writes `model.txt`
+//!   plus `manifest.json`;
+//! - [`publish`] uploads both to `s3://<bucket>/models/<name>/<version>/`.
+//!
+//! Run `cargo run --release -p trainer -- --help`.
+
+pub mod data;
+pub mod generate;
+pub mod metrics;
+pub mod publish;
+pub mod train;

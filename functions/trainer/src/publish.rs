@@ -1,0 +1,77 @@
+//! Publishing a trained model to S3 under `models/<name>/<version>/`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use forecast::manifest::{MANIFEST_FILE, MODEL_FILE};
+use forecast::{ModelLocation, ModelManifest};
+use sha2::{Digest, Sha256};
+
+/// An S3 client from the standard AWS environment. `AWS_ENDPOINT_URL_S3` (or
+/// `AWS_ENDPOINT_URL`) points it at a local S3 server, which gets path-style addressing.
+pub async fn s3_client_from_env() -> aws_sdk_s3::Client {
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let local = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(local)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Creates `bucket` unless it exists already.
+pub async fn ensure_bucket(client: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<()> {
+    if client.head_bucket().bucket(bucket).send().await.is_ok() {
+        return Ok(());
+    }
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("creating bucket {bucket}: {}", DisplayErrorContext(&e)))?;
+    Ok(())
+}
+
+/// Uploads `model.txt` and `manifest.json` from `model_dir` to `bucket`, under the name and
+/// version of the manifest. The booster is checked against the manifest's sha256 first and
+/// uploaded before the manifest, so a reader that finds the manifest finds its booster too.
+pub async fn publish(
+    client: &aws_sdk_s3::Client,
+    model_dir: &Path,
+    bucket: &str,
+) -> anyhow::Result<ModelLocation> {
+    let manifest_bytes = std::fs::read(model_dir.join(MANIFEST_FILE))
+        .with_context(|| format!("reading {}", model_dir.join(MANIFEST_FILE).display()))?;
+    let manifest: ModelManifest =
+        serde_json::from_slice(&manifest_bytes).context("parsing the manifest")?;
+    let model_bytes = std::fs::read(model_dir.join(MODEL_FILE))
+        .with_context(|| format!("reading {}", model_dir.join(MODEL_FILE).display()))?;
+    let actual = hex::encode(Sha256::digest(&model_bytes));
+    anyhow::ensure!(
+        actual == manifest.model_sha256,
+        "refusing to publish: model.txt hashes to {actual}, the manifest says {}",
+        manifest.model_sha256
+    );
+    let location = ModelLocation::new(bucket, &manifest.name, &manifest.version);
+    for (key, body, content_type) in [
+        (location.model_key(), model_bytes, "text/plain"),
+        (location.manifest_key(), manifest_bytes, "application/json"),
+    ] {
+        client
+            .put_object()
+            .bucket(bucket)
+            .key(&key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("uploading s3://{bucket}/{key}: {}", DisplayErrorContext(&e))
+            })?;
+    }
+    Ok(location)
+}
