@@ -95,6 +95,16 @@ fn classify_sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     match &err {
         SdkError::TimeoutError(_) => ModelCallError::Timeout,
         SdkError::ServiceError(service) => {
+            // Lambda reports a function error as HTTP 200 with `X-Amz-Function-Error`, but
+            // `cargo lambda watch` answers it with HTTP 500 and the same body. Both are the
+            // model's own error, not an unavailable model.
+            let body = service.raw().body().bytes().unwrap_or_default();
+            if let Ok(error) = serde_json::from_slice::<FunctionErrorBody>(body) {
+                return ModelCallError::FunctionError {
+                    error_type: error.error_type,
+                    message: error.error_message,
+                };
+            }
             let code = service.err().code().unwrap_or("unknown");
             ModelCallError::Unavailable(format!(
                 "Lambda Invoke API error {code} (HTTP {})",

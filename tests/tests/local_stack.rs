@@ -1,0 +1,252 @@
+//! The walking skeleton end to end: generated data -> trained booster -> real S3 server ->
+//! model Lambda -> orchestrator Lambda -> HTTP, all on 127.0.0.1.
+
+// Integration-test helpers panic on purpose: a failed setup step is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use e2e::{LambdaWatch, LocalS3};
+use forecast::ModelLocation;
+use model::{InitError, S3ObjectStore, load_model};
+use serde_json::{Value, json};
+use trainer::generate::{GenerateConfig, generate};
+use trainer::train::{TrainConfig, TrainedModel, train};
+
+const BUCKET: &str = "demand-models-e2e";
+/// The first request compiles and cold-starts both functions.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Trains a small model on generated data (3 stores x 4 items x 2 years, 40 rounds).
+fn train_small_model(dir: &Path) -> TrainedModel {
+    let data = GenerateConfig {
+        stores: 3,
+        items: 4,
+        train_end: chrono::NaiveDate::from_ymd_opt(2014, 12, 31).unwrap(),
+        test_days: 1,
+        ..GenerateConfig::default()
+    };
+    generate(&data, &dir.join("data")).unwrap();
+    let history = trainer::data::read_sales_csv(&dir.join("data/train.csv")).unwrap();
+    let config = TrainConfig {
+        version: "e2e".into(),
+        rounds: Some(40),
+        ..TrainConfig::default()
+    };
+    train(&history, &config, &dir.join("model")).unwrap()
+}
+
+/// What the booster itself predicts for one feature row, read straight from `model.txt`.
+fn booster_prediction(model: &TrainedModel, row: [f64; 5]) -> f64 {
+    let booster = lightgbm3::Booster::from_file(model.model_path.to_str().unwrap()).unwrap();
+    booster.predict(&row, 5, true).unwrap()[0]
+}
+
+async fn post_json(client: &reqwest::Client, url: &str, body: &str) -> (u16, Value) {
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn predict_and_health_over_http_through_the_local_stack() {
+    // GIVEN a model trained on generated data and published to a real local S3 server
+    let work = tempfile::tempdir().unwrap();
+    let model = train_small_model(work.path());
+    let s3 = LocalS3::start(work.path()).unwrap();
+    let s3_client = s3.client().await;
+    trainer::publish::ensure_bucket(&s3_client, BUCKET)
+        .await
+        .unwrap();
+    let location = trainer::publish::publish(&s3_client, &work.path().join("model"), BUCKET)
+        .await
+        .unwrap();
+    assert_eq!(location.prefix, "models/demand/e2e/");
+
+    // AND both functions served by cargo lambda watch
+    let env = [
+        ("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()),
+        ("MODEL_URI", location.uri()),
+        ("MODEL_FUNCTION_NAME", "model".to_owned()),
+        ("MODEL_INVOKE_TIMEOUT_MS", "600000".to_owned()),
+    ];
+    let watch = LambdaWatch::start(&env, work.path()).unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(FIRST_REQUEST_TIMEOUT)
+        .build()
+        .unwrap();
+    let predict_url = watch.function_url("orchestrator", "/v1/api/predict");
+
+    // WHEN a retailer asks for store 2, item 3 on Monday 2018-01-01
+    let (status, body) = post_json(
+        &http,
+        &predict_url,
+        r#"{"date": "2018-01-01", "store": 2, "item": 3}"#,
+    )
+    .await;
+
+    // THEN the answer is the booster's own prediction for store 2, item 3, January, Monday, 2018
+    assert_eq!(status, 200, "{body}\n{}", watch.log_tail());
+    let sales = body["sales"].as_f64().unwrap();
+    assert!(sales.is_finite());
+    let expected = booster_prediction(&model, [2.0, 3.0, 1.0, 0.0, 2018.0]);
+    assert_eq!(
+        sales.to_bits(),
+        expected.to_bits(),
+        "served {sales}, booster says {expected}"
+    );
+
+    // AND a full ISO datetime with an offset means the same calendar day
+    let (status, body) = post_json(
+        &http,
+        &predict_url,
+        r#"{"date": "2018-01-01T23:30:00-05:00", "store": 2, "item": 3}"#,
+    )
+    .await;
+    assert_eq!((status, body["sales"].as_f64()), (200, Some(sales)));
+
+    // AND another day gets that day's prediction (Saturday in July 2017)
+    let (status, body) = post_json(
+        &http,
+        &predict_url,
+        r#"{"date": "2017-07-15", "store": 1, "item": 4}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let expected = booster_prediction(&model, [1.0, 4.0, 7.0, 5.0, 2017.0]);
+    assert_eq!(
+        body["sales"].as_f64().map(f64::to_bits),
+        Some(expected.to_bits())
+    );
+
+    // AND health reports the model it reached
+    let response = http
+        .get(watch.function_url("orchestrator", "/v1/api/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let health: Value = response.json().await.unwrap();
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["model"], json!({"name": "demand", "version": "e2e"}));
+
+    // AND malformed JSON is a 400 with a detail
+    let (status, body) =
+        post_json(&http, &predict_url, r#"{"date": "2018-01-01", "store": "#).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["detail"].as_str().unwrap().contains("not valid JSON"),
+        "{body}"
+    );
+
+    // AND invalid fields are a 422 naming each field and why
+    let (status, body) = post_json(
+        &http,
+        &predict_url,
+        r#"{"date": "2018-02-30", "store": 0, "item": 1}"#,
+    )
+    .await;
+    assert_eq!(status, 422);
+    let detail = body["detail"].as_array().unwrap();
+    let fields: Vec<(&str, &str)> = detail
+        .iter()
+        .map(|e| (e["loc"][1].as_str().unwrap(), e["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        fields,
+        [("date", "date_parsing"), ("store", "greater_than_equal")]
+    );
+
+    // AND the model function itself speaks the MLflow payload and types its errors
+    let response = http
+        .post(watch.invoke_url("model"))
+        .body(r#"{"dataframe_split": {"columns": ["year", "day", "month", "item", "store"], "data": [[2018, 0, 1, 3, 2]]}}"#)
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["predictions"][0].as_f64(), Some(sales), "{answer}");
+    let response = http
+        .post(watch.invoke_url("model"))
+        .body(r#"{"dataframe_split": {"columns": ["store"], "data": [[1]]}}"#)
+        .send()
+        .await
+        .unwrap();
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["errorType"], "SchemaMismatch", "{error}");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("missing column \"item\"")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_or_corrupt_model_fails_initialisation_naming_bucket_and_key() {
+    // GIVEN a real local S3 server with one good model
+    let work = tempfile::tempdir().unwrap();
+    let model = train_small_model(work.path());
+    let s3 = LocalS3::start(work.path()).unwrap();
+    let client = s3.client().await;
+    trainer::publish::ensure_bucket(&client, BUCKET)
+        .await
+        .unwrap();
+    let good = trainer::publish::publish(&client, &work.path().join("model"), BUCKET)
+        .await
+        .unwrap();
+    let store = S3ObjectStore::new(client.clone());
+
+    // THEN the good model loads and reports its manifest
+    let loaded = load_model(&store, &good).await.unwrap();
+    assert_eq!(loaded.manifest, model.manifest);
+
+    // WHEN the version does not exist THEN the error names bucket and key
+    let missing = ModelLocation::new(BUCKET, "demand", "nope");
+    let err = load_model(&store, &missing).await.unwrap_err();
+    assert!(matches!(err, InitError::Fetch { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("s3://demand-models-e2e/models/demand/nope/")
+            && err.to_string().contains("NoSuchKey"),
+        "{err}"
+    );
+
+    // WHEN the bucket does not exist THEN it says so
+    let err = load_model(
+        &store,
+        &ModelLocation::new("no-such-bucket", "demand", "e2e"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("s3://no-such-bucket/models/demand/e2e/"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("NoSuchBucket"), "{err}");
+
+    // WHEN model.txt is replaced by other bytes THEN the sha256 check names the key
+    client
+        .put_object()
+        .bucket(BUCKET)
+        .key(good.model_key())
+        .body(b"tree\nversion=v4\n".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let err = load_model(&store, &good).await.unwrap_err();
+    assert!(matches!(err, InitError::ShaMismatch { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("s3://demand-models-e2e/models/demand/e2e/model.txt"),
+        "{err}"
+    );
+}
