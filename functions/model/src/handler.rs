@@ -140,3 +140,84 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod model_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::booster::SharedBooster;
+    use crate::testing::{manifest_for, tiny_model_text};
+
+    fn loaded() -> LoadedModel {
+        let text = tiny_model_text();
+        LoadedModel {
+            manifest: manifest_for(&text),
+            booster: SharedBooster::from_model_text(&text).unwrap(),
+            source_uri: "s3://bucket/models/tiny/t1/".into(),
+            loaded_at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    fn predictions(model: &LoadedModel, payload: Value) -> Vec<f64> {
+        match handle_invocation(model, payload).unwrap() {
+            ModelResponse::Predictions(p) => p.predictions,
+            other => panic!("expected predictions, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn predictions_equal_the_booster_and_ignore_column_order() {
+        let model = loaded();
+        let direct = model.booster.predict(&[19.0, 0.0, 0.0, 19.0]).unwrap();
+        let served = predictions(
+            &model,
+            json!({"dataframe_split": {"columns": ["b", "a"], "data": [[0, 19], [19, 0]]}}),
+        );
+        assert_eq!(served, direct);
+        assert!(served[0] > served[1], "a weighs three times b: {served:?}");
+    }
+
+    #[test]
+    fn an_empty_batch_answers_an_empty_list() {
+        let model = loaded();
+        assert!(
+            predictions(
+                &model,
+                json!({"dataframe_split": {"columns": ["a", "b"], "data": []}})
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn ping_reports_the_loaded_model() {
+        let ModelResponse::Ping(ping) = handle_invocation(&loaded(), json!({"ping": {}})).unwrap()
+        else {
+            panic!("expected a ping answer");
+        };
+        assert_eq!(ping.status, "ready");
+        assert_eq!(
+            (ping.model.name.as_str(), ping.model.version.as_str()),
+            ("tiny", "t1")
+        );
+        assert_eq!(ping.features, ["a", "b"]);
+        assert_eq!(ping.num_trees, 10);
+    }
+
+    #[test]
+    fn ragged_rows_and_bad_payloads_are_invalid_input() {
+        let model = loaded();
+        let err = handle_invocation(
+            &model,
+            json!({"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3]]}}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::InvalidInput("row 1 has 1 values but there are 2 columns".into())
+        );
+        let err = handle_invocation(&model, json!({"instances": [[1, 2]]})).unwrap_err();
+        assert!(matches!(err, ModelError::InvalidInput(_)));
+    }
+}

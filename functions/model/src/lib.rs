@@ -14,6 +14,8 @@ pub mod config;
 pub mod error;
 pub mod handler;
 pub mod loader;
+#[cfg(test)]
+mod testing;
 
 pub use config::ModelConfig;
 pub use error::{InitError, ModelError};

@@ -180,3 +180,83 @@ pub async fn load_model<S: ObjectStore>(
         loaded_at,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{MemoryStore, manifest_for, tiny_model_text};
+
+    fn store_with(manifest: &ModelManifest, model_text: &str) -> (MemoryStore, ModelLocation) {
+        let location = ModelLocation::new("bucket", "tiny", "t1");
+        let mut store = MemoryStore::default();
+        store.0.insert(
+            format!("bucket/{}", location.manifest_key()),
+            Bytes::from(serde_json::to_vec(manifest).unwrap()),
+        );
+        store.0.insert(
+            format!("bucket/{}", location.model_key()),
+            Bytes::from(model_text.to_owned()),
+        );
+        (store, location)
+    }
+
+    #[tokio::test]
+    async fn loads_a_verified_model() {
+        let text = tiny_model_text();
+        let (store, location) = store_with(&manifest_for(&text), &text);
+        let model = load_model(&store, &location).await.unwrap();
+        assert_eq!(model.booster.num_features(), 2);
+        assert_eq!(model.booster.num_trees(), 10);
+        assert_eq!(model.source_uri, "s3://bucket/models/tiny/t1/");
+    }
+
+    #[tokio::test]
+    async fn each_failure_mode_is_a_distinct_error_naming_the_object() {
+        let text = tiny_model_text();
+        let good = manifest_for(&text);
+
+        let (store, location) = store_with(&good, &text.replace("Tree=0", "Tree=zero"));
+        let err = load_model(&store, &location).await.unwrap_err();
+        assert!(matches!(err, InitError::ShaMismatch { .. }), "{err}");
+
+        let corrupt = "tree\nthis is not a booster\n";
+        let (store, location) = store_with(&manifest_for(corrupt), corrupt);
+        let err = load_model(&store, &location).await.unwrap_err();
+        assert!(matches!(err, InitError::CorruptBooster { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("s3://bucket/models/tiny/t1/model.txt"),
+            "{err}"
+        );
+
+        let nul = "tree\n\0";
+        let (store, location) = store_with(&manifest_for(nul), nul);
+        assert!(matches!(
+            load_model(&store, &location).await,
+            Err(InitError::CorruptBooster { .. })
+        ));
+
+        let renamed = ModelManifest {
+            features: vec!["b".into(), "a".into()],
+            ..good.clone()
+        };
+        let (store, location) = store_with(&renamed, &text);
+        let err = load_model(&store, &location).await.unwrap_err();
+        assert!(matches!(err, InitError::FeatureMismatch { .. }), "{err}");
+
+        let (mut store, location) = store_with(&good, &text);
+        store.0.insert(
+            format!("bucket/{}", location.manifest_key()),
+            Bytes::from_static(b"{\"name\":"),
+        );
+        let err = load_model(&store, &location).await.unwrap_err();
+        assert!(matches!(err, InitError::BadManifest { .. }), "{err}");
+
+        let empty = MemoryStore::default();
+        let err = load_model(&empty, &location).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot fetch s3://bucket/models/tiny/t1/manifest.json: no such key (NoSuchKey)"
+        );
+    }
+}

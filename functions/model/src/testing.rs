@@ -1,0 +1,76 @@
+//! Test support: a tiny real booster and an in-memory object store.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use forecast::ModelManifest;
+use forecast::manifest::{RowCounts, TrainingDomain};
+use lightgbm3::{Booster, Dataset};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::loader::{FetchFailure, ObjectStore};
+
+/// Trains a 10-tree booster on `y = 3a + b` with features `a, b` and returns its text.
+pub(crate) fn tiny_model_text() -> String {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for a in 0..20 {
+        for b in 0..20 {
+            x.extend([f64::from(a), f64::from(b)]);
+            y.push((3 * a + b) as f32);
+        }
+    }
+    let mut dataset = Dataset::from_slice(&x, &y, 2, true).unwrap();
+    dataset
+        .set_feature_names(&["a".to_owned(), "b".to_owned()])
+        .unwrap();
+    let params = json!({"num_iterations": 10, "objective": "regression", "verbosity": -1, "min_data_in_leaf": 5});
+    Booster::train(dataset, &params)
+        .unwrap()
+        .save_string()
+        .unwrap()
+}
+
+/// A manifest matching `model_text`.
+pub(crate) fn manifest_for(model_text: &str) -> ModelManifest {
+    ModelManifest {
+        format_version: 1,
+        name: "tiny".into(),
+        version: "t1".into(),
+        features: vec!["a".into(), "b".into()],
+        objective: "regression".into(),
+        parameters: serde_json::Map::new(),
+        split: "none".into(),
+        metrics: Default::default(),
+        trained_at: "2026-01-01T00:00:00Z".into(),
+        training_data_sha256: "00".into(),
+        model_sha256: hex::encode(Sha256::digest(model_text.as_bytes())),
+        num_trees: 10,
+        domain: TrainingDomain {
+            stores: vec![],
+            items: vec![],
+            date_min: String::new(),
+            date_max: String::new(),
+        },
+        rows: RowCounts {
+            total: 400,
+            fit: 400,
+            validation: 0,
+        },
+        tool_versions: Default::default(),
+    }
+}
+
+/// An object store holding objects in memory, keyed by `bucket/key`.
+#[derive(Default)]
+pub(crate) struct MemoryStore(pub(crate) HashMap<String, Bytes>);
+
+impl ObjectStore for MemoryStore {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, FetchFailure> {
+        self.0
+            .get(&format!("{bucket}/{key}"))
+            .cloned()
+            .ok_or_else(|| FetchFailure("no such key (NoSuchKey)".into()))
+    }
+}
