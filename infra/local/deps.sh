@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs what the local stack and the tests need, when it is missing:
+# rustfmt + clippy, CMake >= 3.28, clang + libclang, cargo-lambda (with zig), moto server,
+# AWS SAM CLI and cfn-lint. As root it installs with apt-get / pip; otherwise it prints the
+# exact commands to run and fails.
+set -euo pipefail
+
+missing=()
+say() { printf '==> %s\n' "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+is_root() { [ "$(id -u)" = 0 ]; }
+
+PYTHON=${PYTHON:-python3}
+pip_install() {
+    say "pip install $*"
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check "$@"
+    if have pyenv; then pyenv rehash; fi
+}
+
+version_at_least() { # version_at_least HAVE WANT
+    [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
+}
+
+# Rust components used by the quality gates.
+if have rustup; then
+    for component in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^$component" \
+            || rustup component add "$component"
+    done
+fi
+
+# clang + libclang (bindgen in lightgbm3-sys).
+libclang_present() { ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*/libclang*.so* >/dev/null 2>&1; }
+if ! have clang || ! libclang_present; then
+    if is_root && have apt-get; then
+        say "apt-get install clang libclang-dev"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-dev >/dev/null
+    else
+        missing+=("sudo apt-get install -y clang libclang-dev")
+    fi
+fi
+
+if ! have "$PYTHON" || ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+    missing+=("install Python 3 with pip (python3 -m pip must work)")
+else
+    # CMake >= 3.28 (lightgbm3-sys builds LightGBM with it; Debian's is older).
+    cmake_version=$( (cmake --version 2>/dev/null || true) | awk 'NR==1 {print $3}')
+    if [ -z "$cmake_version" ] || ! version_at_least "$cmake_version" 3.28; then
+        pip_install "cmake>=3.28"
+    fi
+    if ! cargo lambda --version >/dev/null 2>&1; then pip_install cargo-lambda; fi
+    if ! have moto_server; then pip_install "moto[server]"; fi
+    if ! have sam; then pip_install aws-sam-cli; fi
+    if ! have cfn-lint; then pip_install cfn-lint; fi
+fi
+
+hash -r
+for tool in cmake clang moto_server sam cfn-lint; do
+    have "$tool" || missing+=("$tool is still not on PATH")
+done
+cargo lambda --version >/dev/null 2>&1 || missing+=("cargo lambda is still not available")
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "missing prerequisites:"
+    printf '    %s\n' "${missing[@]}" >&2
+    exit 1
+fi
+say "prerequisites present: $(cmake --version | head -n1), $(cargo lambda --version), $(sam --version)"
