@@ -1,13 +1,19 @@
 # The project's commands. `make dev` runs the whole stack locally; `make test` runs every gate.
 SHELL := /bin/bash
 export SAM_CLI_TELEMETRY := 0
-# zig's libc++ headers break bindgen unless libc++ assertions are configured explicitly.
-export BINDGEN_EXTRA_CLANG_ARGS := -D_LIBCPP_ASSERTION_SEMANTIC_DEFAULT=_LIBCPP_ASSERTION_SEMANTIC_IGNORE
+# zig's libc++ headers break bindgen unless libc++ assertions are configured explicitly. Only
+# the cross build needs it; setting it elsewhere would make cargo rebuild lightgbm3-sys.
+ZIG_BINDGEN_ARGS := -D_LIBCPP_ASSERTION_SEMANTIC_DEFAULT=_LIBCPP_ASSERTION_SEMANTIC_IGNORE
 
-.PHONY: help deps dev test fmt lint unit e2e validate build clean
+# Deployment environment of samconfig.toml (default, dev, prod) and its stack name.
+ENV ?= default
+STACK = $(if $(filter default,$(ENV)),demand-forecast,demand-forecast-$(ENV))
+MODEL_DIR ?= data/models/demand
+
+.PHONY: help deps dev test fmt lint unit e2e validate build deploy publish-model smoke clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 deps: ## install what is missing (cargo-lambda, cmake, clang, moto, sam)
 	@infra/local/deps.sh
@@ -21,6 +27,7 @@ test: deps ## every gate: fmt, clippy, sam lint, unit and end-to-end tests
 	sam validate --lint
 	cargo build --workspace --bins --locked
 	cargo test --workspace --locked
+	@echo "make test: all gates passed"
 
 fmt: ## format the code
 	cargo fmt --all
@@ -41,7 +48,25 @@ validate: deps ## sam validate --lint
 	sam validate --lint
 
 build: deps ## sam build (cargo lambda, arm64) into .aws-sam/
-	sam build --beta-features
+	BINDGEN_EXTRA_CLANG_ARGS="$(ZIG_BINDGEN_ARGS)" sam build --beta-features --config-env $(ENV)
+	@ls -l .aws-sam/build/ModelFunction/bootstrap .aws-sam/build/OrchestratorFunction/bootstrap
+
+deploy: build ## deploy the stack of ENV (guided the first time)
+	@infra/aws/has-credentials.sh || { echo "deploy: no AWS credentials configured" >&2; exit 1; }
+	@if infra/aws/stack-output.sh $(STACK) ApiUrl >/dev/null 2>&1; then \
+		sam deploy --config-env $(ENV); \
+	else \
+		sam deploy --guided --config-env $(ENV); \
+	fi
+
+publish-model: ## publish MODEL_DIR to the bucket of the deployed stack of ENV
+	@infra/aws/has-credentials.sh || { echo "publish-model: no AWS credentials configured" >&2; exit 1; }
+	bucket=$$(infra/aws/stack-output.sh $(STACK) ModelBucketName) && \
+		cargo run --release -p trainer -- publish --model-dir $(MODEL_DIR) --bucket "$$bucket"
+	@echo "serve it: set ModelVersion=$$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' $(MODEL_DIR)/manifest.json) for [$(ENV)] in samconfig.toml, then make deploy ENV=$(ENV)"
+
+smoke: ## call the deployed API of ENV (skips without AWS credentials)
+	@infra/aws/smoke.sh $(STACK)
 
 clean: ## remove build output and generated data
 	cargo clean

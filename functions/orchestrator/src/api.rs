@@ -4,7 +4,8 @@ use forecast::ForecastRequest;
 use forecast::features::{self, Feature};
 use forecast::wire::{DataframeSplit, PingResponse, PredictionsResponse};
 use lambda_http::http::{Method, StatusCode, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -30,7 +31,7 @@ impl<C: ModelClient> Orchestrator<C> {
     /// Answers one HTTP request; never fails, every error becomes a JSON response.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let method = request.method().clone();
-        let path = request.uri().path().trim_end_matches('/').to_owned();
+        let path = route_path(&request);
         let result = match (path.as_str(), method) {
             ("/v1/api/predict", Method::POST) => self.predict(&request).await,
             ("/v1/api/predict", _) => Err(ApiError::MethodNotAllowed("POST")),
@@ -103,6 +104,27 @@ impl<C: ModelClient> Orchestrator<C> {
             .await?;
         Ok(features)
     }
+}
+
+/// The path the routes are matched on. Behind a named HTTP API stage, `lambda_http` prefixes
+/// the path with `/<stage>`; routes are declared without it, so it is removed here.
+fn route_path(request: &Request) -> String {
+    let path = request.uri().path();
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.clone(),
+        _ => None,
+    };
+    let path = match stage.as_deref() {
+        Some(stage) if stage != "$default" => {
+            let prefix = format!("/{stage}");
+            match path.strip_prefix(prefix.as_str()) {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+                _ => path,
+            }
+        }
+        _ => path,
+    };
+    path.trim_end_matches('/').to_owned()
 }
 
 fn ok_builder() -> lambda_http::http::response::Builder {
