@@ -31,9 +31,9 @@ fn train_small_model(dir: &Path) -> TrainedModel {
     let history = trainer::data::read_sales_csv(&dir.join("data/train.csv")).unwrap();
     let config = TrainConfig {
         version: "e2e".into(),
-        rounds: Some(40),
         ..TrainConfig::default()
-    };
+    }
+    .set("num_iterations", json!(40));
     train(&history, &config, &dir.join("model")).unwrap()
 }
 

@@ -75,12 +75,12 @@ fn check_statement(owner: &str, statement: &Value, violations: &mut Vec<String>)
         if text.as_deref() == Some("*") {
             violations.push(format!("{owner}: resource is a bare \"*\""));
         }
-        if let Some(arn) = text.filter(|t| t.contains(":s3:::")) {
-            if !arn.contains("/models/") {
-                violations.push(format!(
-                    "{owner}: S3 access {arn:?} is not limited to a model prefix"
-                ));
-            }
+        if let Some(arn) = text.filter(|t| t.contains(":s3:::"))
+            && !arn.contains("/models/")
+        {
+            violations.push(format!(
+                "{owner}: S3 access {arn:?} is not limited to a model prefix"
+            ));
         }
     }
 }

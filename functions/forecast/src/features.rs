@@ -22,6 +22,16 @@ pub enum Feature {
     Day,
     /// Calendar year.
     Year,
+    /// Day of the year, 1..=366 (pandas `dt.dayofyear`).
+    DayOfYear,
+    /// ISO 8601 week of the year, 1..=53 (pandas `dt.isocalendar().week`).
+    WeekOfYear,
+    /// Day of the month, 1..=31 (pandas `dt.day`).
+    DayOfMonth,
+    /// Quarter of the year, 1..=4 (pandas `dt.quarter`).
+    Quarter,
+    /// 1 on Saturdays and Sundays, else 0.
+    IsWeekend,
 }
 
 /// The features of the original model, in its training order.
@@ -33,8 +43,22 @@ pub const ORIGINAL_FEATURES: [Feature; 5] = [
     Feature::Year,
 ];
 
+/// The original features plus every calendar feature.
+pub const CALENDAR_FEATURES: [Feature; 10] = [
+    Feature::Store,
+    Feature::Item,
+    Feature::Month,
+    Feature::Day,
+    Feature::Year,
+    Feature::DayOfYear,
+    Feature::WeekOfYear,
+    Feature::DayOfMonth,
+    Feature::Quarter,
+    Feature::IsWeekend,
+];
+
 /// Every feature the vocabulary knows, for error messages and documentation.
-pub const ALL_FEATURES: [Feature; 5] = ORIGINAL_FEATURES;
+pub const ALL_FEATURES: [Feature; 10] = CALENDAR_FEATURES;
 
 /// A name that is not in the vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +82,11 @@ impl Feature {
             Self::Month => "month",
             Self::Day => "day",
             Self::Year => "year",
+            Self::DayOfYear => "dayofyear",
+            Self::WeekOfYear => "weekofyear",
+            Self::DayOfMonth => "dayofmonth",
+            Self::Quarter => "quarter",
+            Self::IsWeekend => "is_weekend",
         }
     }
 
@@ -85,6 +114,11 @@ impl Feature {
             Self::Month => f64::from(date.month()),
             Self::Day => f64::from(date.weekday().num_days_from_monday()),
             Self::Year => f64::from(date.year()),
+            Self::DayOfYear => f64::from(date.ordinal()),
+            Self::WeekOfYear => f64::from(date.iso_week().week()),
+            Self::DayOfMonth => f64::from(date.day()),
+            Self::Quarter => f64::from(date.month0() / 3 + 1),
+            Self::IsWeekend => f64::from(u8::from(date.weekday().num_days_from_monday() >= 5)),
         }
     }
 }
@@ -95,6 +129,29 @@ pub fn build_row(features: &[Feature], request: &ForecastRequest) -> FeatureRow 
         .iter()
         .map(|f| f.value(request.date, request.store, request.item))
         .collect()
+}
+
+/// Resolves a feature-set argument: `original`, `calendar`, or a comma-separated list of names.
+pub fn parse_feature_set(spec: &str) -> Result<Vec<Feature>, FeatureError> {
+    match spec.trim() {
+        "original" => Ok(ORIGINAL_FEATURES.to_vec()),
+        "calendar" => Ok(CALENDAR_FEATURES.to_vec()),
+        list => {
+            let names: Vec<&str> = list.split(',').map(str::trim).collect();
+            let features = Feature::resolve_all(&names)?;
+            if let Some(duplicate) = features
+                .iter()
+                .enumerate()
+                .find(|(i, f)| features[..*i].contains(f))
+            {
+                return Err(FeatureError {
+                    name: format!("{} (listed twice)", duplicate.1.name()),
+                    known: ALL_FEATURES.map(Feature::name).join(", "),
+                });
+            }
+            Ok(features)
+        }
+    }
 }
 
 /// The names of `features`, in order.
@@ -136,6 +193,41 @@ mod tests {
                 "{date}"
             );
         }
+    }
+
+    /// Golden rows for the calendar features, as pandas computes them.
+    #[test]
+    fn calendar_features_match_pandas_for_known_rows() {
+        let golden = [
+            // date, dayofyear, iso week, day of month, quarter, weekend
+            ("2013-01-01", [1.0, 1.0, 1.0, 1.0, 0.0]),
+            ("2016-12-31", [366.0, 52.0, 31.0, 4.0, 1.0]),
+            ("2017-01-01", [1.0, 52.0, 1.0, 1.0, 1.0]),
+            ("2015-12-31", [365.0, 53.0, 31.0, 4.0, 0.0]),
+            ("2017-07-01", [182.0, 26.0, 1.0, 3.0, 1.0]),
+            ("2018-04-02", [92.0, 14.0, 2.0, 2.0, 0.0]),
+        ];
+        let order = &CALENDAR_FEATURES[5..];
+        for (date, expected) in golden {
+            assert_eq!(build_row(order, &request(date, 1, 1)), expected, "{date}");
+        }
+    }
+
+    #[test]
+    fn feature_sets_parse_presets_and_lists() {
+        assert_eq!(parse_feature_set("original").unwrap(), ORIGINAL_FEATURES);
+        assert_eq!(parse_feature_set("calendar").unwrap(), CALENDAR_FEATURES);
+        assert_eq!(
+            parse_feature_set("item, store,quarter").unwrap(),
+            [Feature::Item, Feature::Store, Feature::Quarter]
+        );
+        assert!(
+            parse_feature_set("store,store")
+                .unwrap_err()
+                .to_string()
+                .contains("listed twice")
+        );
+        assert!(parse_feature_set("store,colour").is_err());
     }
 
     #[test]

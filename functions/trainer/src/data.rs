@@ -200,3 +200,68 @@ mod tests {
         ));
     }
 }
+
+/// One row of a Kaggle `test.csv` (`id,date,store,item`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestRow {
+    /// The submission id.
+    pub id: u64,
+    /// The day.
+    pub date: NaiveDate,
+    /// The store.
+    pub store: StoreId,
+    /// The item.
+    pub item: ItemId,
+}
+
+/// Reads a Kaggle-shaped `test.csv`, with line-numbered errors.
+pub fn read_test_csv(path: &Path) -> Result<Vec<TestRow>, DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(bytes.as_slice());
+    let header = reader.headers().map_err(|e| DataError::Row {
+        line: 1,
+        reason: e.to_string(),
+    })?;
+    if header
+        .iter()
+        .map(str::trim)
+        .ne(["id", "date", "store", "item"])
+    {
+        return Err(DataError::Header {
+            found: header.iter().collect::<Vec<_>>().join(","),
+        });
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| DataError::Row {
+            line: e.position().map_or(0, csv::Position::line),
+            reason: e.to_string(),
+        })?;
+        let line = record.position().map_or(0, csv::Position::line);
+        let row_error = |reason: String| DataError::Row { line, reason };
+        let field = |i: usize| record.get(i).map(str::trim).unwrap_or_default();
+        let id = field(0)
+            .parse()
+            .map_err(|_| row_error(format!("bad id {:?}", field(0))))?;
+        let date = NaiveDate::parse_from_str(field(1), "%Y-%m-%d")
+            .map_err(|_| row_error(format!("bad date {:?}, expected YYYY-MM-DD", field(1))))?;
+        let store = parse_id(field(2), "store")
+            .and_then(|id| StoreId::new(id).ok_or_else(|| format!("store {id} is out of range")))
+            .map_err(row_error)?;
+        let item = parse_id(field(3), "item")
+            .and_then(|id| ItemId::new(id).ok_or_else(|| format!("item {id} is out of range")))
+            .map_err(row_error)?;
+        rows.push(TestRow {
+            id,
+            date,
+            store,
+            item,
+        });
+    }
+    Ok(rows)
+}

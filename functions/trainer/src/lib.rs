@@ -9,7 +9,10 @@
 //! Run `cargo run --release -p trainer -- --help`.
 
 pub mod data;
+pub mod evaluate;
 pub mod generate;
 pub mod metrics;
+pub mod params;
 pub mod publish;
+pub mod split;
 pub mod train;

@@ -58,12 +58,48 @@ enum Command {
         /// Model version (default: the UTC time of the run).
         #[arg(long)]
         version: Option<String>,
+        /// Features: `original`, `calendar`, or a comma-separated list of names.
+        #[arg(long, default_value = "original")]
+        features: String,
+        /// Validation split: random:FRACTION[:SEED], time:YYYY-MM-DD or none.
+        #[arg(long, default_value = "random:0.2:2018")]
+        split: trainer::split::Split,
+        /// After validation, retrain on all rows for the booster that is written.
+        #[arg(long)]
+        refit: bool,
+        /// LightGBM parameters (.toml or .json) applied over the original notebook's.
+        #[arg(long)]
+        params: Option<PathBuf>,
+        /// One LightGBM parameter, key=value; repeatable; applied last.
+        #[arg(long = "param", value_parser = trainer::params::parse_param)]
+        param: Vec<(String, serde_json::Value)>,
         /// Boosting rounds (default: the original 3000).
         #[arg(long)]
         rounds: Option<u32>,
         /// LightGBM threads (default: LightGBM's choice).
         #[arg(long)]
         threads: Option<u32>,
+    },
+    /// Score a model directory on a sales CSV (SMAPE, MAPE, MAE, RMSE as JSON).
+    Evaluate {
+        /// Directory holding model.txt and manifest.json.
+        #[arg(long, default_value = "data/models/demand")]
+        model_dir: PathBuf,
+        /// Sales history in the schema date,store,item,sales.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Write a Kaggle submission (id,sales) for a test.csv (id,date,store,item).
+    Predict {
+        /// Directory holding model.txt and manifest.json.
+        #[arg(long, default_value = "data/models/demand")]
+        model_dir: PathBuf,
+        /// Rows to predict.
+        #[arg(long, default_value = "data/generated/test.csv")]
+        test: PathBuf,
+        /// Output CSV.
+        #[arg(long, default_value = "submission.csv")]
+        out: PathBuf,
     },
     /// Upload model.txt + manifest.json to s3://BUCKET/models/<name>/<version>/.
     Publish {
@@ -110,28 +146,49 @@ async fn main() -> anyhow::Result<()> {
             out,
             name,
             version,
+            features,
+            split,
+            refit,
+            params,
+            param,
             rounds,
             threads,
         } => {
             let history = trainer::data::read_sales_csv(&data)?;
             let mut config = TrainConfig {
                 name,
-                rounds,
-                threads,
+                features: forecast::features::parse_feature_set(&features)?,
+                split,
+                refit,
                 ..TrainConfig::default()
             };
             if let Some(version) = version {
                 config.version = version;
             }
+            if let Some(path) = params {
+                config
+                    .parameters
+                    .extend(trainer::params::read_params_file(&path)?);
+            }
+            config.parameters.extend(param);
+            if let Some(rounds) = rounds {
+                config = config.set("num_iterations", rounds.into());
+            }
+            if let Some(threads) = threads {
+                config = config.set("num_threads", threads.into());
+            }
+            let started = std::time::Instant::now();
             let trained = trainer::train::train(&history, &config, &out)?;
             let m = &trained.manifest;
             eprintln!(
-                "trained {}/{}: {} trees on {} rows; validation ({}) {}",
+                "trained {}/{} in {:.1} s: {} trees on {} rows; validation ({}, {} rows) {}",
                 m.name,
                 m.version,
+                started.elapsed().as_secs_f64(),
                 m.num_trees,
                 m.rows.fit,
                 m.split,
+                m.rows.validation,
                 m.metrics
                     .iter()
                     .map(|(k, v)| format!("{k}={v:.4}"))
@@ -143,6 +200,31 @@ async fn main() -> anyhow::Result<()> {
                 trained.model_path.display(),
                 trained.manifest_path.display()
             );
+        }
+        Command::Evaluate { model_dir, data } => {
+            let model = trainer::evaluate::ModelDir::load(&model_dir)?;
+            let history = trainer::data::read_sales_csv(&data)?;
+            let metrics = model.evaluate(&history)?;
+            let report = serde_json::json!({
+                "model": {"name": model.manifest.name, "version": model.manifest.version},
+                "rows": history.records.len(),
+                "metrics": metrics,
+            });
+            // The report goes to stdout, for scripts; progress and summaries go to stderr.
+            let mut stdout = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut stdout, &report)?;
+            std::io::Write::write_all(&mut stdout, b"\n")?;
+        }
+        Command::Predict {
+            model_dir,
+            test,
+            out,
+        } => {
+            let model = trainer::evaluate::ModelDir::load(&model_dir)?;
+            let rows = trainer::data::read_test_csv(&test)?;
+            let predictions = model.predict_rows(&rows)?;
+            trainer::evaluate::write_submission(&out, &rows, &predictions)?;
+            eprintln!("wrote {} predictions to {}", rows.len(), out.display());
         }
         Command::Publish {
             model_dir,

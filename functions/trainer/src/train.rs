@@ -10,14 +10,12 @@ use forecast::manifest::{
 };
 use forecast::{ForecastRequest, ModelManifest};
 use lightgbm3::{Booster, Dataset};
-use rand::SeedableRng;
-use rand::rngs::Xoshiro256PlusPlus;
-use rand::seq::SliceRandom;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::data::{SalesHistory, SalesRecord};
 use crate::metrics;
+use crate::split::Split;
 
 /// The parameters of the original notebook (3000 rounds of L1 regression).
 pub fn original_parameters() -> Map<String, Value> {
@@ -50,14 +48,14 @@ pub struct TrainConfig {
     pub name: String,
     /// Model version (second segment of the S3 prefix).
     pub version: String,
-    /// Override of the number of boosting rounds.
-    pub rounds: Option<u32>,
-    /// Number of LightGBM threads (0 = LightGBM's default).
-    pub threads: Option<u32>,
-    /// Fraction of rows held out for validation.
-    pub validation_fraction: f64,
-    /// Seed of the random split.
-    pub split_seed: u64,
+    /// LightGBM parameters (default: [`original_parameters`]).
+    pub parameters: Map<String, Value>,
+    /// Features, in column order (default: the original five).
+    pub features: Vec<Feature>,
+    /// How validation rows are chosen.
+    pub split: Split,
+    /// After validating, retrain on every row for the booster that is written.
+    pub refit: bool,
 }
 
 impl Default for TrainConfig {
@@ -65,11 +63,19 @@ impl Default for TrainConfig {
         Self {
             name: "demand".to_owned(),
             version: chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string(),
-            rounds: None,
-            threads: None,
-            validation_fraction: 0.2,
-            split_seed: 2018,
+            parameters: original_parameters(),
+            features: ORIGINAL_FEATURES.to_vec(),
+            split: Split::default(),
+            refit: false,
         }
+    }
+}
+
+impl TrainConfig {
+    /// Sets one LightGBM parameter, e.g. `num_iterations`.
+    pub fn set(mut self, key: &str, value: Value) -> Self {
+        self.parameters.insert(key.to_owned(), value);
+        self
     }
 }
 
@@ -91,45 +97,34 @@ pub fn train(
     config: &TrainConfig,
     out_dir: &Path,
 ) -> anyhow::Result<TrainedModel> {
+    anyhow::ensure!(!config.features.is_empty(), "no features selected");
+    let features = &config.features;
+    let parameters = config.parameters.clone();
+    let (fit, validation) = config.split.apply(&history.records);
     anyhow::ensure!(
-        (0.0..1.0).contains(&config.validation_fraction),
-        "the validation fraction must be in [0, 1)"
+        !fit.is_empty(),
+        "the split {} leaves no rows to fit on",
+        config.split
     );
-    let features = ORIGINAL_FEATURES;
-    let n_features = features.len();
-    let mut parameters = original_parameters();
-    if let Some(rounds) = config.rounds {
-        anyhow::ensure!(rounds >= 1, "--rounds must be at least 1");
-        parameters.insert("num_iterations".to_owned(), json!(rounds));
-    }
-    if let Some(threads) = config.threads {
-        parameters.insert("num_threads".to_owned(), json!(threads));
-    }
 
-    let (fit, validation) = random_split(
-        &history.records,
-        config.validation_fraction,
-        config.split_seed,
-    );
-    anyhow::ensure!(!fit.is_empty(), "no rows left to fit on");
-    let (fit_x, fit_y) = matrix(&features, &fit);
-    let mut dataset = Dataset::from_slice(&fit_x, &fit_y, n_features as i32, true)
-        .context("building the LightGBM dataset")?;
-    dataset
-        .set_feature_names(&features::names(&features))
-        .context("naming the features")?;
-    let booster = Booster::train(dataset, &Value::Object(parameters.clone()))
-        .context("training the booster")?;
-
+    let booster = fit_booster(features, &fit, &parameters)?;
     let metrics = if validation.is_empty() {
         BTreeMap::new()
     } else {
-        let (valid_x, valid_y) = matrix(&features, &validation);
-        let predicted = booster
-            .predict(&valid_x, n_features as i32, true)
-            .context("scoring")?;
+        let (valid_x, valid_y) = matrix(features, &validation);
+        let predicted = predict(&booster, features.len(), &valid_x)?;
         let actual: Vec<f64> = valid_y.iter().map(|v| f64::from(*v)).collect();
         metrics::all(&actual, &predicted)
+    };
+    // With --refit the validated recipe is retrained on every row; the metrics above remain
+    // the honest estimate, and `rows.fit` records that the booster saw all rows.
+    let (booster, fit_rows) = if config.refit && !validation.is_empty() {
+        (
+            fit_booster(features, &history.records, &parameters)?,
+            history.records.len(),
+        )
+    } else {
+        (booster, fit.len())
     };
 
     let model_text = booster.save_string().context("serialising the booster")?;
@@ -138,17 +133,14 @@ pub fn train(
         format_version: MANIFEST_FORMAT_VERSION,
         name: config.name.clone(),
         version: config.version.clone(),
-        features: features::names(&features),
+        features: features::names(features),
         objective: parameters
             .get("objective")
             .and_then(Value::as_str)
             .unwrap_or("regression")
             .to_owned(),
         parameters,
-        split: format!(
-            "random:{}:{}",
-            config.validation_fraction, config.split_seed
-        ),
+        split: config.split.to_string(),
         metrics,
         trained_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         training_data_sha256: history.sha256.clone(),
@@ -157,7 +149,7 @@ pub fn train(
         domain: domain(&history.records),
         rows: RowCounts {
             total: history.records.len() as u64,
-            fit: fit.len() as u64,
+            fit: fit_rows as u64,
             validation: validation.len() as u64,
         },
         tool_versions: tool_versions(&model_text),
@@ -175,8 +167,34 @@ pub fn train(
     })
 }
 
+/// Fits one booster on `records`.
+fn fit_booster(
+    features: &[Feature],
+    records: &[SalesRecord],
+    parameters: &Map<String, Value>,
+) -> anyhow::Result<Booster> {
+    let (x, y) = matrix(features, records);
+    let n_features = i32::try_from(features.len())?;
+    let mut dataset =
+        Dataset::from_slice(&x, &y, n_features, true).context("building the LightGBM dataset")?;
+    dataset
+        .set_feature_names(&features::names(features))
+        .context("naming the features")?;
+    Booster::train(dataset, &Value::Object(parameters.clone())).context("training the booster")
+}
+
+/// Predicts a row-major matrix.
+pub fn predict(booster: &Booster, n_features: usize, x: &[f64]) -> anyhow::Result<Vec<f64>> {
+    if x.is_empty() {
+        return Ok(Vec::new());
+    }
+    booster
+        .predict(x, i32::try_from(n_features)?, true)
+        .context("predicting")
+}
+
 /// The feature matrix (row-major) and labels of `records`.
-fn matrix(features: &[Feature], records: &[SalesRecord]) -> (Vec<f64>, Vec<f32>) {
+pub fn matrix(features: &[Feature], records: &[SalesRecord]) -> (Vec<f64>, Vec<f32>) {
     let mut x = Vec::with_capacity(records.len() * features.len());
     let mut y = Vec::with_capacity(records.len());
     for record in records {
@@ -189,20 +207,6 @@ fn matrix(features: &[Feature], records: &[SalesRecord]) -> (Vec<f64>, Vec<f32>)
         y.push(record.sales as f32);
     }
     (x, y)
-}
-
-/// Shuffles with a seeded generator and holds out `fraction` of the rows.
-fn random_split(
-    records: &[SalesRecord],
-    fraction: f64,
-    seed: u64,
-) -> (Vec<SalesRecord>, Vec<SalesRecord>) {
-    let mut order: Vec<usize> = (0..records.len()).collect();
-    order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(seed));
-    let n_validation = (records.len() as f64 * fraction).round() as usize;
-    let (validation, fit) = order.split_at(n_validation.min(records.len()));
-    let pick = |idx: &[usize]| idx.iter().map(|&i| records[i]).collect::<Vec<_>>();
-    (pick(fit), pick(validation))
 }
 
 fn domain(records: &[SalesRecord]) -> TrainingDomain {
@@ -270,9 +274,9 @@ mod tests {
         let out = dir.path().join("model");
         let config = TrainConfig {
             version: "t1".into(),
-            rounds: Some(20),
             ..TrainConfig::default()
-        };
+        }
+        .set("num_iterations", json!(20));
         let trained = train(&history, &config, &out).unwrap();
         let text = std::fs::read_to_string(&trained.model_path).unwrap();
         let manifest: ModelManifest =
@@ -296,18 +300,39 @@ mod tests {
     }
 
     #[test]
-    fn the_split_is_deterministic_and_disjoint() {
-        let (_dir, history) = small_history();
-        let (fit_a, valid_a) = random_split(&history.records, 0.2, 2018);
-        let (_, valid_b) = random_split(&history.records, 0.2, 2018);
-        let (_, valid_c) = random_split(&history.records, 0.2, 1);
-        assert_eq!(valid_a, valid_b);
-        assert_ne!(valid_a, valid_c);
-        assert_eq!(fit_a.len() + valid_a.len(), history.records.len());
-        assert_eq!(
-            valid_a.len(),
-            (history.records.len() as f64 * 0.2).round() as usize
+    fn time_split_with_refit_fits_every_row_but_keeps_the_validation_metrics() {
+        let (dir, history) = small_history();
+        let config = TrainConfig {
+            version: "t2".into(),
+            features: forecast::features::CALENDAR_FEATURES.to_vec(),
+            split: "time:2014-10-01".parse().unwrap(),
+            refit: true,
+            ..TrainConfig::default()
+        }
+        .set("num_iterations", json!(10));
+        let trained = train(&history, &config, &dir.path().join("refit")).unwrap();
+        let m = &trained.manifest;
+        assert_eq!(m.split, "time:2014-10-01");
+        assert_eq!(m.rows.fit, m.rows.total);
+        assert_eq!(m.rows.validation, 2 * 2 * 92);
+        assert_eq!(m.features.len(), 10);
+        assert!(m.metrics.contains_key("smape"));
+    }
+
+    #[test]
+    fn a_split_that_leaves_nothing_to_fit_is_an_error_and_writes_nothing() {
+        let (dir, history) = small_history();
+        let config = TrainConfig {
+            split: "time:2000-01-01".parse().unwrap(),
+            ..TrainConfig::default()
+        };
+        let out = dir.path().join("nothing");
+        let err = train(&history, &config, &out).unwrap_err();
+        assert!(
+            err.to_string().contains("leaves no rows to fit on"),
+            "{err}"
         );
+        assert!(!out.exists());
     }
 
     #[test]

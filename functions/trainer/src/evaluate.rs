@@ -1,0 +1,169 @@
+//! Scoring a trained model directory: `demand evaluate` and `demand predict`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use forecast::features::{self, Feature};
+use forecast::manifest::{MANIFEST_FILE, MODEL_FILE};
+use forecast::{ForecastRequest, ModelManifest};
+use lightgbm3::Booster;
+use sha2::{Digest, Sha256};
+
+use crate::data::{SalesHistory, TestRow};
+use crate::metrics;
+use crate::train::{matrix, predict, write_atomically};
+
+/// A model directory, verified against its manifest.
+pub struct ModelDir {
+    /// The manifest.
+    pub manifest: ModelManifest,
+    /// The features, resolved from the manifest through the shared vocabulary.
+    pub features: Vec<Feature>,
+    booster: Booster,
+}
+
+impl std::fmt::Debug for ModelDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelDir")
+            .field("manifest", &self.manifest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModelDir {
+    /// Loads `model.txt` and `manifest.json`, checking the sha256 and the features.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest: ModelManifest = serde_json::from_slice(
+            &std::fs::read(&manifest_path)
+                .with_context(|| format!("reading {}", manifest_path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", manifest_path.display()))?;
+        let model_path = dir.join(MODEL_FILE);
+        let text = std::fs::read_to_string(&model_path)
+            .with_context(|| format!("reading {}", model_path.display()))?;
+        let actual = hex::encode(Sha256::digest(text.as_bytes()));
+        anyhow::ensure!(
+            actual == manifest.model_sha256,
+            "{} hashes to {actual}, the manifest says {}",
+            model_path.display(),
+            manifest.model_sha256
+        );
+        anyhow::ensure!(
+            !text.contains('\0'),
+            "{} contains a NUL byte",
+            model_path.display()
+        );
+        let booster = Booster::from_string(&text).context("parsing the booster")?;
+        let features = Feature::resolve_all(&manifest.features)?;
+        Ok(Self {
+            manifest,
+            features,
+            booster,
+        })
+    }
+
+    /// Metrics of the model on a sales history.
+    pub fn evaluate(&self, history: &SalesHistory) -> anyhow::Result<BTreeMap<String, f64>> {
+        let (x, y) = matrix(&self.features, &history.records);
+        let predicted = predict(&self.booster, self.features.len(), &x)?;
+        let actual: Vec<f64> = y.iter().map(|v| f64::from(*v)).collect();
+        Ok(metrics::all(&actual, &predicted))
+    }
+
+    /// Predictions for test rows, built with the same feature code the orchestrator uses.
+    pub fn predict_rows(&self, rows: &[TestRow]) -> anyhow::Result<Vec<f64>> {
+        let x: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| {
+                let request = ForecastRequest {
+                    date: r.date,
+                    store: r.store,
+                    item: r.item,
+                };
+                features::build_row(&self.features, &request)
+            })
+            .collect();
+        predict(&self.booster, self.features.len(), &x)
+    }
+}
+
+/// Writes a Kaggle submission (`id,sales`) for `rows`.
+pub fn write_submission(path: &Path, rows: &[TestRow], predictions: &[f64]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        rows.len() == predictions.len(),
+        "one prediction per row expected"
+    );
+    let mut out = Vec::with_capacity(rows.len() * 16);
+    writeln!(out, "id,sales")?;
+    for (row, sales) in rows.iter().zip(predictions) {
+        writeln!(out, "{},{sales}", row.id)?;
+    }
+    write_atomically(path, &out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::generate::{GenerateConfig, generate};
+    use crate::train::{TrainConfig, train};
+
+    #[test]
+    fn evaluate_reproduces_the_validation_metrics_and_predict_writes_a_submission() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = GenerateConfig {
+            stores: 2,
+            items: 2,
+            train_end: chrono::NaiveDate::from_ymd_opt(2014, 12, 31).unwrap(),
+            test_days: 3,
+            ..GenerateConfig::default()
+        };
+        generate(&data, dir.path()).unwrap();
+        let history = crate::data::read_sales_csv(&dir.path().join("train.csv")).unwrap();
+        let config = TrainConfig {
+            split: crate::split::Split::None,
+            ..TrainConfig::default()
+        }
+        .set("num_iterations", json!(15));
+        let trained = train(&history, &config, &dir.path().join("m")).unwrap();
+        let model = ModelDir::load(&dir.path().join("m")).unwrap();
+        assert_eq!(model.manifest, trained.manifest);
+        let metrics = model.evaluate(&history).unwrap();
+        assert!(
+            metrics["smape"] > 0.0 && metrics["smape"] < 40.0,
+            "{metrics:?}"
+        );
+
+        let rows = crate::data::read_test_csv(&dir.path().join("test.csv")).unwrap();
+        assert_eq!(rows.len(), 2 * 2 * 3);
+        let predictions = model.predict_rows(&rows).unwrap();
+        let out = dir.path().join("submission.csv");
+        write_submission(&out, &rows, &predictions).unwrap();
+        let text = std::fs::read_to_string(out).unwrap();
+        assert_eq!(text.lines().count(), 13);
+        assert!(text.starts_with("id,sales\n0,"));
+    }
+
+    #[test]
+    fn a_tampered_model_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = GenerateConfig {
+            stores: 1,
+            items: 1,
+            train_end: chrono::NaiveDate::from_ymd_opt(2013, 6, 30).unwrap(),
+            test_days: 1,
+            ..GenerateConfig::default()
+        };
+        generate(&data, dir.path()).unwrap();
+        let history = crate::data::read_sales_csv(&dir.path().join("train.csv")).unwrap();
+        let config = TrainConfig::default().set("num_iterations", json!(3));
+        let trained = train(&history, &config, dir.path()).unwrap();
+        std::fs::write(&trained.model_path, "tampered").unwrap();
+        let err = ModelDir::load(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("the manifest says"), "{err}");
+    }
+}
