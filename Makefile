@@ -10,7 +10,10 @@ ENV ?= default
 STACK = $(if $(filter default,$(ENV)),demand-forecast,demand-forecast-$(ENV))
 MODEL_DIR ?= data/models/demand
 
-.PHONY: help deps dev test fmt lint unit e2e validate build deploy publish-model smoke clean
+PARITY_VENV := .local/parity-venv
+PARITY_ROUNDS ?= 3000
+
+.PHONY: help deps dev test fmt lint unit e2e parity validate build deploy publish-model smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,6 +46,14 @@ unit: ## unit tests only (no local stack)
 e2e: deps ## end-to-end tests only (starts and stops the local stack itself)
 	cargo build --workspace --bins --locked
 	cargo test -p e2e --locked
+
+parity: ## demand train vs the Python lightgbm package: same data, params, threads, time split
+	python3 -m venv $(PARITY_VENV)
+	$(PARITY_VENV)/bin/pip install --quiet --disable-pip-version-check lightgbm==4.7.0 pandas
+	cargo build --release --locked -p trainer
+	test -f data/generated/train.csv || target/release/demand generate --out data/generated
+	$(PARITY_VENV)/bin/python tests/parity/parity.py --demand target/release/demand \
+		--data data/generated/train.csv --cutoff 2017-10-01 --threads 1 --rounds $(PARITY_ROUNDS) --repeats 3
 
 validate: deps ## sam validate --lint
 	sam validate --lint

@@ -46,7 +46,11 @@ for port in $S3_PORT $LAMBDA_PORT; do
 done
 
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
-demand() { cargo run --quiet -p trainer --bin demand -- "$@"; }
+# One workspace build serves the trainer here and both functions under `cargo lambda watch`
+# (which runs `cargo run --bin <function>` from the workspace root, with the same features).
+say "building the workspace"
+cargo build --quiet --workspace --bins
+demand() { target/debug/demand "$@"; }
 
 if [ ! -f "$DATA/train.csv" ]; then
     say "generating $DATA/train.csv"
@@ -64,8 +68,6 @@ wait_port "$S3_PORT" "$!" moto 60
 AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT" demand publish \
     --model-dir "$MODEL_DIR" --bucket "$BUCKET" --create-bucket
 
-say "building the functions"
-cargo build --quiet -p model -p orchestrator
 say "starting cargo lambda watch on 127.0.0.1:$LAMBDA_PORT"
 setsid cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$LAMBDA_PORT" \
     --env-file infra/local/watch.env >"$LOGS/watch.log" 2>&1 &

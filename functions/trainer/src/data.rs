@@ -86,7 +86,16 @@ pub fn parse_sales_csv(bytes: &[u8]) -> Result<SalesHistory, DataError> {
     }
     let mut records = Vec::with_capacity(bytes.len() / 20);
     let mut row = csv::StringRecord::new();
+    // Shown only on a terminal (indicatif hides itself otherwise).
+    let bar = indicatif::ProgressBar::new(bytes.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("loading {bar:40} {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     loop {
+        if records.len() % 65_536 == 0 {
+            bar.set_position(reader.position().byte());
+            bar.set_message(format!("{} rows", records.len()));
+        }
         let line = reader.position().line();
         match reader.read_record(&mut row) {
             Ok(false) => break,
@@ -102,6 +111,7 @@ pub fn parse_sales_csv(bytes: &[u8]) -> Result<SalesHistory, DataError> {
         let line = row.position().map_or(line, csv::Position::line);
         records.push(parse_row(&row).map_err(|reason| DataError::Row { line, reason })?);
     }
+    bar.finish_and_clear();
     if records.is_empty() {
         return Err(DataError::Empty);
     }

@@ -72,9 +72,13 @@ fn store_factor(store: u32) -> f64 {
     STORE_FACTORS[(store as usize - 1) % STORE_FACTORS.len()]
 }
 
+/// Mean daily sales of an item in an average store, over the whole history.
+const OVERALL_MEAN: f64 = 52.25;
+const MEASURED_ITEMS: u32 = 50;
+
 /// Mean daily sales per store of item `item` (items beyond 50 cycle through the 50).
 fn item_mean(item: u32) -> f64 {
-    let item = (item - 1) % 50 + 1;
+    let item = (item - 1) % MEASURED_ITEMS + 1;
     if let Some((mean, _)) = ITEM_GROUPS.iter().find(|(_, ids)| ids.contains(&item)) {
         return *mean;
     }
@@ -82,18 +86,27 @@ fn item_mean(item: u32) -> f64 {
         return LOWEST_ITEM_MEAN;
     }
     // The remaining items spread evenly between the lowest and highest means, in an order
-    // that does not follow the id.
+    // that does not follow the id, shifted so that the 50 items average the overall mean.
     let grouped: Vec<u32> = ITEM_GROUPS
         .iter()
         .flat_map(|(_, ids)| ids.iter().copied())
         .collect();
-    let rest: Vec<u32> = (1..=50)
+    let rest: Vec<u32> = (1..=MEASURED_ITEMS)
         .filter(|i| *i != 5 && !grouped.contains(i))
         .collect();
+    let n = rest.len() as f64;
+    let spread = |slot: usize| {
+        LOWEST_ITEM_MEAN + (HIGHEST_ITEM_MEAN - LOWEST_ITEM_MEAN) * (slot as f64 + 1.0) / (n + 1.0)
+    };
+    let fixed: f64 = ITEM_GROUPS
+        .iter()
+        .map(|(mean, ids)| mean * ids.len() as f64)
+        .sum::<f64>()
+        + LOWEST_ITEM_MEAN;
+    let spread_mean = (0..rest.len()).map(spread).sum::<f64>() / n;
+    let shift = (OVERALL_MEAN * f64::from(MEASURED_ITEMS) - fixed) / n - spread_mean;
     let rank = rest.iter().position(|i| *i == item).unwrap_or(0);
-    let slot = (rank * 7) % rest.len();
-    let span = HIGHEST_ITEM_MEAN - LOWEST_ITEM_MEAN;
-    LOWEST_ITEM_MEAN + span * (slot as f64 + 1.0) / (rest.len() as f64 + 1.0)
+    spread((rank * 7) % rest.len()) + shift
 }
 
 /// Expected sales of one store-item on one day.
@@ -227,5 +240,98 @@ mod tests {
         );
         assert!((item_mean(5) - 18.4).abs() < 1e-12);
         assert!((1..=50).all(|i| (18.4..=88.0).contains(&item_mean(i))));
+        let average = (1..=50).map(item_mean).sum::<f64>() / 50.0;
+        assert!((average - 52.25).abs() < 1e-9, "{average}");
+    }
+
+    /// Mean of `sales` grouped by `key`, divided by the overall mean.
+    fn factors<K: Ord + Copy>(
+        rows: &[crate::data::SalesRecord],
+        key: impl Fn(&crate::data::SalesRecord) -> K,
+    ) -> Vec<f64> {
+        let overall = rows.iter().map(|r| r.sales).sum::<f64>() / rows.len() as f64;
+        let mut groups = std::collections::BTreeMap::<K, (f64, f64)>::new();
+        for row in rows {
+            let entry = groups.entry(key(row)).or_default();
+            entry.0 += row.sales;
+            entry.1 += 1.0;
+        }
+        groups.values().map(|(sum, n)| sum / n / overall).collect()
+    }
+
+    fn assert_close(name: &str, measured: &[f64], expected: &[f64], tolerance: f64) {
+        assert_eq!(measured.len(), expected.len(), "{name}");
+        for (i, (m, e)) in measured.iter().zip(expected).enumerate() {
+            assert!(
+                (m / e - 1.0).abs() < tolerance,
+                "{name}[{i}]: measured {m:.4}, expected {e:.4}"
+            );
+        }
+    }
+
+    /// The full default history reproduces the structure measured on the real Kaggle file.
+    #[test]
+    fn the_full_history_has_the_measured_kaggle_structure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rows, test_rows) = generate(&GenerateConfig::default(), dir.path()).unwrap();
+        assert_eq!((rows, test_rows), (913_000, 45_000));
+        let history = crate::data::read_sales_csv(&dir.path().join("train.csv")).unwrap();
+        let rows = &history.records;
+
+        let mean = rows.iter().map(|r| r.sales).sum::<f64>() / rows.len() as f64;
+        assert!((mean / 52.25 - 1.0).abs() < 0.01, "mean {mean}");
+        assert!(
+            rows.iter()
+                .all(|r| r.sales.fract() == 0.0 && r.sales >= 0.0)
+        );
+
+        assert_close("store", &factors(rows, |r| r.store), &STORE_FACTORS, 0.01);
+        assert_close(
+            "weekday",
+            &factors(rows, |r| r.date.weekday().num_days_from_monday()),
+            &WEEKDAY_FACTORS,
+            0.01,
+        );
+        // Month means also carry the weekday mix of each month: allow 2%.
+        assert_close(
+            "month",
+            &factors(rows, |r| r.date.month()),
+            &MONTH_FACTORS,
+            0.02,
+        );
+        assert_close(
+            "year",
+            &factors(rows, |r| r.date.year()),
+            &YEAR_FACTORS,
+            0.01,
+        );
+        for (mean, ids) in ITEM_GROUPS {
+            for id in ids {
+                let sales: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| r.item.get() == *id)
+                    .map(|r| r.sales)
+                    .collect();
+                let item_mean = sales.iter().sum::<f64>() / sales.len() as f64;
+                assert!(
+                    (item_mean / mean - 1.0).abs() < 0.02,
+                    "item {id}: {item_mean} vs {mean}"
+                );
+            }
+        }
+
+        // Poisson: the variance equals the mean, i.e. (sales - expected)^2 / expected averages 1.
+        let dispersion = rows
+            .iter()
+            .map(|r| {
+                let expected = expected_sales(r.date, r.store.get(), r.item.get());
+                (r.sales - expected).powi(2) / expected
+            })
+            .sum::<f64>()
+            / rows.len() as f64;
+        assert!(
+            (dispersion - 1.0).abs() < 0.02,
+            "variance/mean {dispersion}"
+        );
     }
 }

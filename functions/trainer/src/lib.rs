@@ -8,6 +8,7 @@
 //!
 //! Run `cargo run --release -p trainer -- --help`.
 
+pub mod boosting;
 pub mod data;
 pub mod evaluate;
 pub mod generate;

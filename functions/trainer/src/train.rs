@@ -9,13 +9,13 @@ use forecast::manifest::{
     MANIFEST_FILE, MANIFEST_FORMAT_VERSION, MODEL_FILE, RowCounts, TrainingDomain,
 };
 use forecast::{ForecastRequest, ModelManifest};
-use lightgbm3::{Booster, Dataset};
+use lightgbm3::Booster;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::data::{SalesHistory, SalesRecord};
-use crate::metrics;
 use crate::split::Split;
+use crate::{boosting, metrics};
 
 /// The parameters of the original notebook (3000 rounds of L1 regression).
 pub fn original_parameters() -> Map<String, Value> {
@@ -167,20 +167,54 @@ pub fn train(
     })
 }
 
-/// Fits one booster on `records`.
+/// Names LightGBM accepts for the number of boosting rounds.
+const ROUND_ALIASES: [&str; 9] = [
+    "num_iterations",
+    "num_iteration",
+    "n_iter",
+    "num_tree",
+    "num_trees",
+    "num_round",
+    "num_rounds",
+    "num_boost_round",
+    "n_estimators",
+];
+
+/// Fits one booster on `records`, with a progress bar of the rounds on a terminal.
 fn fit_booster(
     features: &[Feature],
     records: &[SalesRecord],
     parameters: &Map<String, Value>,
 ) -> anyhow::Result<Booster> {
+    let rounds = ROUND_ALIASES
+        .iter()
+        .find_map(|k| parameters.get(*k))
+        .map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()))
+        .unwrap_or(Some(100))
+        .filter(|n| *n >= 1)
+        .context("the number of rounds must be a whole number >= 1")?;
     let (x, y) = matrix(features, records);
-    let n_features = i32::try_from(features.len())?;
-    let mut dataset =
-        Dataset::from_slice(&x, &y, n_features, true).context("building the LightGBM dataset")?;
-    dataset
-        .set_feature_names(&features::names(features))
-        .context("naming the features")?;
-    Booster::train(dataset, &Value::Object(parameters.clone())).context("training the booster")
+    let names = features::names(features);
+    // indicatif draws only when stderr is a terminal, so pipes and CI logs stay quiet.
+    let bar = indicatif::ProgressBar::new(u64::from(rounds)).with_style(
+        indicatif::ProgressStyle::with_template(
+            "boosting {bar:40} {pos}/{len} rounds {elapsed} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let text = boosting::train_model_text(
+        boosting::TrainingData {
+            features: &x,
+            labels: &y,
+            names: &names,
+        },
+        parameters,
+        rounds,
+        |round| bar.set_position(u64::from(round)),
+    )
+    .map_err(|e| anyhow::anyhow!("training the booster: {e}"))?;
+    bar.finish_and_clear();
+    Booster::from_string(&text).context("loading the trained booster")
 }
 
 /// Predicts a row-major matrix.
