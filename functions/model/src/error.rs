@@ -1,8 +1,41 @@
 //! Errors of the model host: initialisation failures and per-invocation errors.
 
 use forecast::manifest::ModelUriError;
-use forecast::wire::ModelErrorType;
+use forecast::wire::{InvalidPayload, ModelErrorType};
 use lambda_runtime::Diagnostic;
+
+/// Why an object could not be fetched, as far as the caller can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchErrorKind {
+    /// The bucket does not exist.
+    NoSuchBucket,
+    /// The bucket exists but the key (or local file) does not.
+    NoSuchKey,
+    /// The store refused access to the object.
+    AccessDenied,
+    /// The store refused the credentials themselves.
+    Credentials,
+    /// The store could not be reached.
+    Unreachable,
+    /// Anything else the store said.
+    Other,
+}
+
+impl FetchErrorKind {
+    /// What to do about it, appended to the error message.
+    fn hint(self) -> &'static str {
+        match self {
+            Self::NoSuchBucket => "; check the bucket name in MODEL_URI",
+            Self::NoSuchKey => "; publish the model under that prefix or fix MODEL_URI",
+            Self::AccessDenied => {
+                "; allow s3:GetObject on the model prefix in the function's role (or make the file readable)"
+            }
+            Self::Credentials => "; check the AWS credentials the function runs with",
+            Self::Unreachable => "; check the network and AWS_ENDPOINT_URL_S3",
+            Self::Other => "",
+        }
+    }
+}
 
 /// Why the model could not be loaded at cold start. Every variant names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -10,62 +43,70 @@ pub enum InitError {
     /// A required environment variable is unset.
     #[error("environment variable {0} is not set")]
     MissingConfig(&'static str),
-    /// `MODEL_URI` is malformed.
+    /// An environment variable has an unusable value.
+    #[error("environment variable {var}: {reason}")]
+    BadConfig {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// `MODEL_URI` is not a valid `s3://` URI.
     #[error(transparent)]
     BadUri(#[from] ModelUriError),
     /// An object could not be fetched.
-    #[error("cannot fetch s3://{bucket}/{key}: {reason}")]
+    #[error("cannot fetch {uri}: {reason}{}", kind.hint())]
     Fetch {
-        /// The bucket.
-        bucket: String,
-        /// The key.
-        key: String,
-        /// What S3 (or the network) said.
+        /// The object.
+        uri: String,
+        /// Which failure it was.
+        kind: FetchErrorKind,
+        /// What the store (or the network) said.
         reason: String,
     },
     /// The manifest is not valid JSON of the expected shape.
-    #[error("invalid manifest s3://{bucket}/{key}: {reason}")]
+    #[error("invalid manifest {uri}: {reason}; republish the model")]
     BadManifest {
-        /// The bucket.
-        bucket: String,
-        /// The key.
-        key: String,
+        /// The manifest object.
+        uri: String,
         /// The parse error.
         reason: String,
     },
     /// `model.txt` does not hash to the manifest's `model_sha256`.
     #[error(
-        "sha256 mismatch for s3://{bucket}/{key}: manifest says {expected}, object hashes to {actual}"
+        "sha256 mismatch for {uri}: manifest says {expected}, object hashes to {actual}; republish model.txt and manifest.json together"
     )]
     ShaMismatch {
-        /// The bucket.
-        bucket: String,
-        /// The key.
-        key: String,
+        /// The booster object.
+        uri: String,
         /// sha256 recorded in the manifest.
         expected: String,
         /// sha256 of the fetched bytes.
         actual: String,
     },
-    /// LightGBM refused the booster text.
-    #[error("corrupt booster s3://{bucket}/{key}: {reason}")]
+    /// LightGBM refused the booster text, or the booster failed its warm-up prediction.
+    #[error("corrupt booster {uri}: {reason}")]
     CorruptBooster {
-        /// The bucket.
-        bucket: String,
-        /// The key.
-        key: String,
+        /// The booster object.
+        uri: String,
         /// LightGBM's message.
+        reason: String,
+    },
+    /// A valid booster this host cannot serve.
+    #[error("unsupported booster {uri}: {reason}")]
+    UnsupportedModel {
+        /// The booster object.
+        uri: String,
+        /// Why it cannot be served.
         reason: String,
     },
     /// The booster's features differ from the manifest's.
     #[error(
-        "feature mismatch for s3://{bucket}/{key}: manifest lists {manifest:?}, booster has {booster:?}"
+        "feature mismatch for {uri}: manifest lists {manifest:?}, booster has {booster:?}; republish the model with its own manifest"
     )]
     FeatureMismatch {
-        /// The bucket.
-        bucket: String,
-        /// The key.
-        key: String,
+        /// The booster object.
+        uri: String,
         /// Features in the manifest.
         manifest: Vec<String>,
         /// Features in the booster.
@@ -73,8 +114,33 @@ pub enum InitError {
     },
 }
 
+impl InitError {
+    /// A stable name for the failure, for logs and alarms.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingConfig(_) => "MissingConfig",
+            Self::BadConfig { .. } => "BadConfig",
+            Self::BadUri(_) => "BadUri",
+            Self::Fetch { kind, .. } => match kind {
+                FetchErrorKind::NoSuchBucket => "NoSuchBucket",
+                FetchErrorKind::NoSuchKey => "NoSuchKey",
+                FetchErrorKind::AccessDenied => "AccessDenied",
+                FetchErrorKind::Credentials => "Credentials",
+                FetchErrorKind::Unreachable => "StoreUnreachable",
+                FetchErrorKind::Other => "FetchFailed",
+            },
+            Self::BadManifest { .. } => "BadManifest",
+            Self::ShaMismatch { .. } => "ShaMismatch",
+            Self::CorruptBooster { .. } => "CorruptBooster",
+            Self::UnsupportedModel { .. } => "UnsupportedModel",
+            Self::FeatureMismatch { .. } => "FeatureMismatch",
+        }
+    }
+}
+
 /// A failed invocation. The variant is reported as the Lambda `errorType`, so callers can
-/// tell their own mistakes (`InvalidInput`, `SchemaMismatch`) from the host's (`Internal`).
+/// tell their own mistakes (`InvalidInput`, `SchemaMismatch`) from the host's
+/// (`ModelUnavailable`, `Internal`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
     /// The payload cannot be decoded.
@@ -83,6 +149,9 @@ pub enum ModelError {
     /// The columns do not match the model's features.
     #[error("{0}")]
     SchemaMismatch(String),
+    /// The host has no usable model.
+    #[error("{0}")]
+    ModelUnavailable(String),
     /// The booster failed.
     #[error("{0}")]
     Internal(String),
@@ -94,7 +163,19 @@ impl ModelError {
         match self {
             Self::InvalidInput(_) => ModelErrorType::InvalidInput,
             Self::SchemaMismatch(_) => ModelErrorType::SchemaMismatch,
+            Self::ModelUnavailable(_) => ModelErrorType::ModelUnavailable,
             Self::Internal(_) => ModelErrorType::Internal,
+        }
+    }
+}
+
+impl From<InvalidPayload> for ModelError {
+    fn from(err: InvalidPayload) -> Self {
+        match err.kind {
+            ModelErrorType::SchemaMismatch => Self::SchemaMismatch(err.message),
+            ModelErrorType::ModelUnavailable => Self::ModelUnavailable(err.message),
+            ModelErrorType::Internal => Self::Internal(err.message),
+            ModelErrorType::InvalidInput => Self::InvalidInput(err.message),
         }
     }
 }
@@ -114,21 +195,65 @@ mod tests {
 
     #[test]
     fn error_type_is_the_variant_name() {
-        let diagnostic = Diagnostic::from(ModelError::SchemaMismatch("missing column year".into()));
-        assert_eq!(diagnostic.error_type, "SchemaMismatch");
-        assert_eq!(diagnostic.error_message, "missing column year");
+        for (err, name) in [
+            (ModelError::InvalidInput("x".into()), "InvalidInput"),
+            (ModelError::SchemaMismatch("x".into()), "SchemaMismatch"),
+            (ModelError::ModelUnavailable("x".into()), "ModelUnavailable"),
+            (ModelError::Internal("x".into()), "Internal"),
+        ] {
+            let diagnostic = Diagnostic::from(err);
+            assert_eq!(diagnostic.error_type, name);
+            assert_eq!(diagnostic.error_message, "x");
+        }
     }
 
     #[test]
-    fn init_errors_name_bucket_and_key() {
+    fn payload_errors_keep_their_kind() {
+        let err = ModelError::from(InvalidPayload {
+            kind: ModelErrorType::SchemaMismatch,
+            message: "row 1 lacks column \"b\"".into(),
+        });
+        assert_eq!(
+            err,
+            ModelError::SchemaMismatch("row 1 lacks column \"b\"".into())
+        );
+    }
+
+    #[test]
+    fn fetch_errors_name_the_object_and_what_to_do() {
         let err = InitError::Fetch {
-            bucket: "b".into(),
-            key: "models/demand/v1/model.txt".into(),
-            reason: "NoSuchKey".into(),
+            uri: "s3://b/models/demand/v1/model.txt".into(),
+            kind: FetchErrorKind::NoSuchKey,
+            reason: "no such key (NoSuchKey)".into(),
         };
         assert_eq!(
             err.to_string(),
-            "cannot fetch s3://b/models/demand/v1/model.txt: NoSuchKey"
+            "cannot fetch s3://b/models/demand/v1/model.txt: no such key (NoSuchKey); publish the model under that prefix or fix MODEL_URI"
         );
+        assert_eq!(err.code(), "NoSuchKey");
+    }
+
+    #[test]
+    fn every_fetch_kind_has_its_own_code() {
+        let kinds = [
+            FetchErrorKind::NoSuchBucket,
+            FetchErrorKind::NoSuchKey,
+            FetchErrorKind::AccessDenied,
+            FetchErrorKind::Credentials,
+            FetchErrorKind::Unreachable,
+            FetchErrorKind::Other,
+        ];
+        let codes: std::collections::BTreeSet<_> = kinds
+            .iter()
+            .map(|&kind| {
+                InitError::Fetch {
+                    uri: String::new(),
+                    kind,
+                    reason: String::new(),
+                }
+                .code()
+            })
+            .collect();
+        assert_eq!(codes.len(), kinds.len());
     }
 }

@@ -1,7 +1,8 @@
 //! One invocation: decode the MLflow payload, align columns to the model, predict, answer.
 
 use forecast::wire::{
-    DataframeSplit, ModelIdentity, ModelInvocation, PingResponse, PredictionsResponse,
+    DEFAULT_MAX_ROWS, ModelIdentity, ModelInvocation, PingResponse, PredictionsResponse,
+    ScoringInput, echo,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -19,11 +20,33 @@ pub enum ModelResponse {
     Ping(PingResponse),
 }
 
-/// Handles one invocation payload against the loaded model.
+/// Handles one invocation payload, already parsed into a JSON tree, with the default row
+/// limit.
 pub fn handle_invocation(model: &LoadedModel, payload: Value) -> Result<ModelResponse, ModelError> {
-    match ModelInvocation::from_json(payload).map_err(|e| ModelError::InvalidInput(e.0))? {
-        ModelInvocation::Ping => Ok(ModelResponse::Ping(ping(model))),
-        ModelInvocation::Predict(split) => predict(model, &split).map(ModelResponse::Predictions),
+    let invocation = ModelInvocation::decode_value(&payload, DEFAULT_MAX_ROWS)?;
+    respond(model, invocation, DEFAULT_MAX_ROWS)
+}
+
+/// Handles one invocation payload given as JSON text, refusing more than `max_rows` rows.
+/// This is the path the Lambda takes: the text goes straight into one vector of numbers.
+pub fn handle_json(
+    model: &LoadedModel,
+    payload: &str,
+    max_rows: usize,
+) -> Result<ModelResponse, ModelError> {
+    let invocation = ModelInvocation::decode_str(payload, max_rows)?;
+    respond(model, invocation, max_rows)
+}
+
+/// Answers a decoded invocation.
+pub fn respond(
+    model: &LoadedModel,
+    invocation: ModelInvocation,
+    max_rows: usize,
+) -> Result<ModelResponse, ModelError> {
+    match invocation {
+        ModelInvocation::Ping => Ok(ModelResponse::Ping(ping(model, max_rows))),
+        ModelInvocation::Predict(input) => predict(model, input).map(ModelResponse::Predictions),
     }
 }
 
@@ -34,7 +57,8 @@ fn identity(model: &LoadedModel) -> ModelIdentity {
     }
 }
 
-fn ping(model: &LoadedModel) -> PingResponse {
+/// Readiness and metadata of the loaded model.
+pub fn ping(model: &LoadedModel, max_rows: usize) -> PingResponse {
     PingResponse {
         status: "ready".to_owned(),
         model: identity(model),
@@ -43,39 +67,61 @@ fn ping(model: &LoadedModel) -> PingResponse {
         source_uri: model.source_uri.clone(),
         model_sha256: model.manifest.model_sha256.clone(),
         loaded_at: model.loaded_at.clone(),
+        model_etag: model.model_etag.clone(),
+        init: Some(model.timings),
+        max_rows: Some(max_rows),
     }
 }
 
-fn predict(model: &LoadedModel, split: &DataframeSplit) -> Result<PredictionsResponse, ModelError> {
-    let order = column_order(&model.manifest.features, &split.columns)?;
-    let width = split.columns.len();
-    let mut rows = Vec::with_capacity(split.data.len() * order.len());
-    for (i, row) in split.data.iter().enumerate() {
-        if row.len() != width {
-            return Err(ModelError::InvalidInput(format!(
-                "row {i} has {} values but there are {width} columns",
-                row.len()
-            )));
-        }
-        for &column in &order {
-            let value = row[column];
-            if !value.is_finite() {
-                return Err(ModelError::InvalidInput(format!(
-                    "row {i}, column {:?}: value is not a finite number",
-                    split.columns[column]
-                )));
-            }
-            rows.push(value);
-        }
-    }
-    let predictions = model.booster.predict(&rows).map_err(|e| {
+fn predict(model: &LoadedModel, input: ScoringInput) -> Result<PredictionsResponse, ModelError> {
+    let rows = input.rows;
+    let values = align(&model.manifest.features, input)?;
+    let predictions = model.booster.predict(&values).map_err(|e| {
         tracing::error!(error = %e, "prediction failed");
         ModelError::Internal("the booster failed to predict".to_owned())
     })?;
+    if predictions.len() != rows {
+        tracing::error!(
+            rows,
+            predictions = predictions.len(),
+            "the booster answered the wrong number of predictions"
+        );
+        return Err(ModelError::Internal(
+            "the booster answered the wrong number of predictions".to_owned(),
+        ));
+    }
     Ok(PredictionsResponse {
         predictions,
         model: identity(model),
     })
+}
+
+/// The request's values in the model's feature order, row-major.
+fn align(features: &[String], input: ScoringInput) -> Result<Vec<f64>, ModelError> {
+    let Some(columns) = &input.columns else {
+        if input.rows > 0 && input.width != features.len() {
+            return Err(ModelError::SchemaMismatch(format!(
+                "rows have {} values but the model expects {} features, in this order: {features:?}",
+                input.width,
+                features.len()
+            )));
+        }
+        return Ok(input.values);
+    };
+    if input.rows == 0 && columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let order = column_order(features, columns)?;
+    if order.iter().enumerate().all(|(i, &column)| i == column) {
+        return Ok(input.values);
+    }
+    // `column_order` succeeded, so the request has exactly the model's columns and every
+    // index in `order` is below the row width.
+    let mut aligned = Vec::with_capacity(input.values.len());
+    for row in input.values.chunks_exact(input.width) {
+        aligned.extend(order.iter().map(|&column| row[column]));
+    }
+    Ok(aligned)
 }
 
 /// For each model feature, the index of the request column carrying it.
@@ -83,12 +129,14 @@ fn column_order(features: &[String], columns: &[String]) -> Result<Vec<usize>, M
     for (i, column) in columns.iter().enumerate() {
         if !features.contains(column) {
             return Err(ModelError::SchemaMismatch(format!(
-                "unknown column {column:?}; the model expects {features:?}"
+                "unknown column {}; the model expects {features:?}",
+                echo(column)
             )));
         }
         if columns[..i].contains(column) {
             return Err(ModelError::SchemaMismatch(format!(
-                "column {column:?} appears twice"
+                "column {} appears twice",
+                echo(column)
             )));
         }
     }
@@ -135,7 +183,7 @@ mod tests {
             let err = column_order(&features, &columns).unwrap_err();
             assert!(
                 matches!(&err, ModelError::SchemaMismatch(m) if m.contains(needle)),
-                "{err:?}"
+                "{columns:?}: {err:?}"
             );
         }
     }
@@ -143,27 +191,52 @@ mod tests {
 
 #[cfg(test)]
 mod model_tests {
+    use forecast::wire::{InitTimings, MAX_COLUMNS};
     use serde_json::json;
 
     use super::*;
     use crate::booster::SharedBooster;
     use crate::testing::{manifest_for, tiny_model_text};
 
-    fn loaded() -> LoadedModel {
+    pub(crate) fn loaded() -> LoadedModel {
         let text = tiny_model_text();
         LoadedModel {
             manifest: manifest_for(&text),
             booster: SharedBooster::from_model_text(&text).unwrap(),
             source_uri: "s3://bucket/models/tiny/t1/".into(),
             loaded_at: "2026-01-01T00:00:00.000Z".into(),
+            model_etag: Some("\"abc\"".into()),
+            timings: InitTimings {
+                total_ms: 12.5,
+                ..InitTimings::default()
+            },
         }
     }
 
     fn predictions(model: &LoadedModel, payload: Value) -> Vec<f64> {
-        match handle_invocation(model, payload).unwrap() {
-            ModelResponse::Predictions(p) => p.predictions,
+        let from_tree = handle_invocation(model, payload.clone());
+        let from_text = handle_json(model, &payload.to_string(), DEFAULT_MAX_ROWS);
+        assert_eq!(from_tree, from_text, "{payload}");
+        match from_text.unwrap() {
+            ModelResponse::Predictions(p) => {
+                assert_eq!(
+                    (p.model.name.as_str(), p.model.version.as_str()),
+                    ("tiny", "t1")
+                );
+                p.predictions
+            }
             other => panic!("expected predictions, got {other:?}"),
         }
+    }
+
+    /// The error of `payload` with a limit of 3 rows, the same from text and from a tree.
+    fn failure(model: &LoadedModel, payload: Value) -> ModelError {
+        let err = handle_json(model, &payload.to_string(), 3).unwrap_err();
+        let from_tree = ModelInvocation::decode_value(&payload, 3)
+            .map_err(ModelError::from)
+            .and_then(|invocation| respond(model, invocation, 3));
+        assert_eq!(from_tree.err(), Some(err.clone()), "{payload}");
+        err
     }
 
     #[test]
@@ -179,20 +252,75 @@ mod model_tests {
     }
 
     #[test]
-    fn an_empty_batch_answers_an_empty_list() {
+    fn every_mlflow_input_gives_the_same_predictions() {
         let model = loaded();
-        assert!(
-            predictions(
-                &model,
-                json!({"dataframe_split": {"columns": ["a", "b"], "data": []}})
-            )
-            .is_empty()
+        let direct: Vec<u64> = model
+            .booster
+            .predict(&[19.0, 0.0, 0.0, 19.0, 7.5, 3.0])
+            .unwrap()
+            .into_iter()
+            .map(f64::to_bits)
+            .collect();
+        for payload in [
+            json!({"dataframe_split": {"columns": ["a", "b"], "data": [[19, 0], [0, 19], [7.5, 3]]}}),
+            json!({"dataframe_split": {"columns": ["b", "a"], "data": [[0, 19], [19, 0], [3, 7.5]], "index": [0, 1, 2]}}),
+            json!({"dataframe_split": {"data": [[19, 0], [0, 19], [7.5, 3]]}}),
+            json!({"dataframe_records": [{"a": 19, "b": 0}, {"b": 19, "a": 0}, {"a": 7.5, "b": 3}]}),
+            json!({"instances": [[19, 0], [0, 19], [7.5, 3]]}),
+            json!({"instances": [{"b": 0, "a": 19}, {"a": 0, "b": 19}, {"a": 7.5, "b": 3}]}),
+            json!({"inputs": [[19, 0], [0, 19], [7.5, 3]]}),
+            json!({"inputs": {"b": [0, 19, 3], "a": [19, 0, 7.5]}}),
+            json!({"inputs": {"a": [19, 0, 7.5], "b": [0, 19, 3]}, "params": {"predict_disable_shape_check": true}}),
+        ] {
+            let served: Vec<u64> = predictions(&model, payload.clone())
+                .into_iter()
+                .map(f64::to_bits)
+                .collect();
+            assert_eq!(served, direct, "{payload}");
+        }
+    }
+
+    #[test]
+    fn a_single_row_equals_the_same_row_in_a_batch() {
+        let model = loaded();
+        let batch = predictions(&model, json!({"instances": [[4, 5], [6, 7]]}));
+        let single = predictions(&model, json!({"instances": [[4, 5]]}));
+        assert_eq!(single[0].to_bits(), batch[0].to_bits());
+    }
+
+    #[test]
+    fn empty_batches_answer_an_empty_list() {
+        let model = loaded();
+        for payload in [
+            json!({"dataframe_split": {"columns": ["a", "b"], "data": []}}),
+            json!({"dataframe_records": []}),
+            json!({"instances": []}),
+            json!({"inputs": {}}),
+        ] {
+            assert!(predictions(&model, payload).is_empty());
+        }
+        let answer =
+            serde_json::to_value(handle_json(&model, r#"{"instances": []}"#, 3).unwrap()).unwrap();
+        assert_eq!(
+            answer,
+            json!({"predictions": [], "model": {"name": "tiny", "version": "t1"}})
         );
     }
 
     #[test]
+    fn the_response_is_the_mlflow_shape_plus_the_model() {
+        let model = loaded();
+        let answer = handle_json(&model, r#"{"instances": [[1, 2]]}"#, 3).unwrap();
+        let value = serde_json::to_value(&answer).unwrap();
+        assert_eq!(value["model"], json!({"name": "tiny", "version": "t1"}));
+        assert_eq!(value["predictions"].as_array().unwrap().len(), 1);
+        let decoded: PredictionsResponse = serde_json::from_value(value).unwrap();
+        assert!(decoded.predictions[0].is_finite());
+    }
+
+    #[test]
     fn ping_reports_the_loaded_model() {
-        let ModelResponse::Ping(ping) = handle_invocation(&loaded(), json!({"ping": {}})).unwrap()
+        let ModelResponse::Ping(ping) = handle_json(&loaded(), r#"{"ping": {}}"#, 77).unwrap()
         else {
             panic!("expected a ping answer");
         };
@@ -203,21 +331,131 @@ mod model_tests {
         );
         assert_eq!(ping.features, ["a", "b"]);
         assert_eq!(ping.num_trees, 10);
+        assert_eq!(ping.source_uri, "s3://bucket/models/tiny/t1/");
+        assert_eq!(
+            ping.model_sha256,
+            manifest_for(&tiny_model_text()).model_sha256
+        );
+        assert_eq!(ping.model_etag.as_deref(), Some("\"abc\""));
+        assert_eq!(ping.init.map(|t| t.total_ms), Some(12.5));
+        assert_eq!(ping.max_rows, Some(77));
+        assert_eq!(ping.loaded_at, "2026-01-01T00:00:00.000Z");
     }
 
     #[test]
-    fn ragged_rows_and_bad_payloads_are_invalid_input() {
+    fn missing_and_unknown_columns_are_schema_mismatches_naming_them() {
         let model = loaded();
-        let err = handle_invocation(
-            &model,
-            json!({"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3]]}}),
-        )
-        .unwrap_err();
+        for (payload, needle) in [
+            (
+                json!({"dataframe_split": {"columns": ["a"], "data": [[1]]}}),
+                "missing column \"b\"",
+            ),
+            (
+                json!({"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1, 2, 3]]}}),
+                "unknown column \"c\"",
+            ),
+            (
+                json!({"dataframe_split": {"columns": ["a", "c"], "data": []}}),
+                "unknown column \"c\"",
+            ),
+            (
+                json!({"dataframe_records": [{"a": 1}]}),
+                "missing column \"b\"",
+            ),
+            (
+                json!({"instances": [{"a": 1, "b": 2, "z": 3}]}),
+                "unknown column \"z\"",
+            ),
+            (
+                json!({"inputs": {"a": [1], "B": [2]}}),
+                "unknown column \"B\"",
+            ),
+            (
+                json!({"dataframe_records": [{"a": 1, "b": 2}, {"a": 1}]}),
+                "row 1 lacks column \"b\"",
+            ),
+            (
+                json!({"instances": [[1, 2, 3]]}),
+                "rows have 3 values but the model expects 2 features, in this order: [\"a\", \"b\"]",
+            ),
+            (
+                json!({"dataframe_split": {"data": [[1]]}}),
+                "rows have 1 values but the model expects 2 features",
+            ),
+        ] {
+            let err = failure(&model, payload.clone());
+            assert!(
+                matches!(&err, ModelError::SchemaMismatch(m) if m.contains(needle)),
+                "{payload}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_and_payloads_are_invalid_input() {
+        let model = loaded();
+        for (payload, expected) in [
+            (
+                json!({"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3]]}}),
+                "row 1 has 1 values but there are 2 columns",
+            ),
+            (
+                json!({"dataframe_split": {"columns": ["a", "b"], "data": [[1, "2"]]}}),
+                "row 0, column \"b\": expected a number, found a string",
+            ),
+            (
+                json!({"dataframe_records": [{"a": 1, "b": null}]}),
+                "row 0, column \"b\": expected a number, found null",
+            ),
+            (
+                json!({"instances": [[1, 2], [true, 2]]}),
+                "row 1, column 0: expected a number, found a boolean",
+            ),
+            (
+                json!({"instances": [[1, 2]], "inputs": [[1, 2]]}),
+                "the payload has both \"inputs\" and \"instances\"; send exactly one of dataframe_split, dataframe_records, instances, inputs, ping",
+            ),
+            (
+                json!({"params": {}}),
+                "the payload has none of dataframe_split, dataframe_records, instances, inputs, ping; send exactly one",
+            ),
+            (
+                json!({"instances": [[1, 2], [1, 2], [1, 2], [1, 2]]}),
+                "the request has more than 3 rows; send at most 3 rows per request",
+            ),
+        ] {
+            assert_eq!(
+                failure(&model, payload),
+                ModelError::InvalidInput(expected.to_owned())
+            );
+        }
+        let wide: Vec<u8> = vec![1; MAX_COLUMNS + 1];
+        assert!(matches!(
+            failure(&model, json!({ "instances": [wide] })),
+            ModelError::InvalidInput(_)
+        ));
+    }
+
+    #[test]
+    fn huge_column_names_are_shortened_in_messages() {
+        let name = "x".repeat(100_000);
+        let err = failure(&loaded(), json!({"inputs": { name: [1] }}));
+        assert!(
+            matches!(&err, ModelError::SchemaMismatch(m) if m.len() < 200),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn the_default_row_limit_applies_to_tree_payloads() {
+        let model = loaded();
+        let rows = vec![[1, 2]; DEFAULT_MAX_ROWS + 1];
+        let err = handle_invocation(&model, json!({ "instances": rows })).unwrap_err();
         assert_eq!(
             err,
-            ModelError::InvalidInput("row 1 has 1 values but there are 2 columns".into())
+            ModelError::InvalidInput(format!(
+                "the request has more than {DEFAULT_MAX_ROWS} rows; send at most {DEFAULT_MAX_ROWS} rows per request"
+            ))
         );
-        let err = handle_invocation(&model, json!({"instances": [[1, 2]]})).unwrap_err();
-        assert!(matches!(err, ModelError::InvalidInput(_)));
     }
 }

@@ -1,23 +1,30 @@
 //! The `model` Lambda: a generic LightGBM booster host.
 //!
-//! On cold start it reads `MODEL_URI` (`s3://<bucket>/models/<name>/<version>/`), fetches
-//! `manifest.json` and `model.txt` from S3, checks the booster's sha256 and feature names
-//! against the manifest and loads it once. It then answers MLflow-style invocations
-//! (`{"dataframe_split": ...}`, `{"ping": {}}`); it knows nothing about stores or dates, so
-//! any LightGBM model with a manifest can be dropped in.
+//! On cold start it reads `MODEL_URI` (`s3://<bucket>/models/<name>/<version>/`, or
+//! `file:///dir/` for offline experiments), fetches `manifest.json` and `model.txt`
+//! concurrently, checks the booster's sha256 and feature names against the manifest, loads it
+//! once and warms it up. It then answers MLflow scoring payloads (`dataframe_split`,
+//! `dataframe_records`, `instances`, `inputs`) and `{"ping": {}}`; it knows nothing about
+//! stores or dates, so any single-output LightGBM model with a manifest can be dropped in.
+//! Invocations may run concurrently (`AWS_LAMBDA_MAX_CONCURRENCY`); see [`booster`] for why
+//! that is sound.
 //!
 //! Run it locally with `make dev` (it is served by `cargo lambda watch`), test it with
-//! `cargo test -p model`.
+//! `cargo test -p model`, benchmark it with `cargo bench -p model`.
 
 pub mod booster;
 pub mod config;
 pub mod error;
 pub mod handler;
+pub mod host;
 pub mod loader;
 #[cfg(test)]
 mod testing;
 
-pub use config::ModelConfig;
-pub use error::{InitError, ModelError};
-pub use handler::handle_invocation;
-pub use loader::{LoadedModel, ObjectStore, S3ObjectStore, load_model};
+pub use config::{ModelConfig, ModelSource};
+pub use error::{FetchErrorKind, InitError, ModelError};
+pub use handler::{ModelResponse, handle_invocation, handle_json};
+pub use host::ModelHost;
+pub use loader::{
+    ConfiguredStore, LoadedModel, LocalFileStore, ObjectStore, S3ObjectStore, load_model,
+};

@@ -1,28 +1,65 @@
-//! Cold-start loading: fetch manifest and booster from S3, verify, parse.
+//! Cold-start loading: fetch manifest and booster, verify, parse, warm up.
 
 use std::future::Future;
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use bytes::Bytes;
+use forecast::wire::InitTimings;
 use forecast::{ModelLocation, ModelManifest};
 use sha2::{Digest, Sha256};
 
-use crate::booster::SharedBooster;
-use crate::error::InitError;
+use crate::booster::{BoosterLoadError, SharedBooster};
+use crate::config::{ModelConfig, ModelSource};
+use crate::error::{FetchErrorKind, InitError};
+
+/// Largest object the host will load. A booster this big could not be served from a Lambda
+/// function's memory anyway, and the cap keeps a bogus `Content-Length` from reserving it.
+pub const MAX_OBJECT_BYTES: usize = 512 << 20;
+
+/// One fetched object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Its content.
+    pub bytes: Bytes,
+    /// Its ETag, if the store has such a thing.
+    pub etag: Option<String>,
+}
 
 /// Why one object could not be fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchFailure(pub String);
+pub struct FetchFailure {
+    /// Which failure, as far as the caller can act on it.
+    pub kind: FetchErrorKind,
+    /// What the store said.
+    pub detail: String,
+}
 
-/// Read access to an object store; one real implementation ([`S3ObjectStore`]).
+impl FetchFailure {
+    /// A failure of `kind` described by `detail`.
+    pub fn new(kind: FetchErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Read access to an object store: S3 ([`S3ObjectStore`]) or a local directory
+/// ([`LocalFileStore`]).
 pub trait ObjectStore: Send + Sync {
     /// Fetches the whole object `key` from `bucket`.
     fn get(
         &self,
         bucket: &str,
         key: &str,
-    ) -> impl Future<Output = Result<Bytes, FetchFailure>> + Send;
+    ) -> impl Future<Output = Result<StoredObject, FetchFailure>> + Send;
+
+    /// How messages and `ping` name an object (or a prefix) of this store.
+    fn object_uri(&self, bucket: &str, key: &str) -> String {
+        format!("s3://{bucket}/{key}")
+    }
 }
 
 /// [`ObjectStore`] backed by `aws-sdk-s3`.
@@ -55,7 +92,7 @@ impl S3ObjectStore {
 }
 
 impl ObjectStore for S3ObjectStore {
-    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, FetchFailure> {
+    async fn get(&self, bucket: &str, key: &str) -> Result<StoredObject, FetchFailure> {
         let output = self
             .client
             .get_object()
@@ -64,51 +101,175 @@ impl ObjectStore for S3ObjectStore {
             .send()
             .await
             .map_err(describe_sdk_error)?;
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| FetchFailure(format!("reading the object body failed: {e}")))?;
-        Ok(body.into_bytes())
+        let etag = output.e_tag().map(str::to_owned);
+        let length = output
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        if length > MAX_OBJECT_BYTES {
+            return Err(FetchFailure::new(
+                FetchErrorKind::Other,
+                format!(
+                    "the object has {length} bytes, more than the {MAX_OBJECT_BYTES} this host loads"
+                ),
+            ));
+        }
+        // One buffer of the announced size: collecting the body and then flattening it would
+        // hold the booster twice at the peak of the cold start.
+        let mut buffer = Vec::with_capacity(length);
+        let mut body = output.body;
+        while let Some(chunk) = body.try_next().await.map_err(|e| {
+            FetchFailure::new(
+                FetchErrorKind::Unreachable,
+                format!("reading the object body failed: {e}"),
+            )
+        })? {
+            if buffer.len() + chunk.len() > MAX_OBJECT_BYTES {
+                return Err(FetchFailure::new(
+                    FetchErrorKind::Other,
+                    format!(
+                        "the object has more than the {MAX_OBJECT_BYTES} bytes this host loads"
+                    ),
+                ));
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok(StoredObject {
+            bytes: Bytes::from(buffer),
+            etag,
+        })
     }
 }
 
 /// Turns an SDK error into an actionable sentence without dumping the whole error chain.
-fn describe_sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+pub fn describe_sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     err: SdkError<E>,
 ) -> FetchFailure {
-    let text = match &err {
-        SdkError::ServiceError(service) => match service.err().code() {
-            Some("NoSuchKey") => "no such key (NoSuchKey)".to_owned(),
-            Some("NoSuchBucket") => "no such bucket (NoSuchBucket)".to_owned(),
-            Some("AccessDenied") => {
-                "access denied (AccessDenied): check the function's IAM policy".to_owned()
+    use FetchErrorKind::{AccessDenied, Credentials, NoSuchBucket, NoSuchKey, Other, Unreachable};
+    match &err {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let message = service.err().message().unwrap_or("");
+            match service.err().code() {
+                Some("NoSuchKey") => FetchFailure::new(NoSuchKey, "no such key (NoSuchKey)"),
+                Some("NoSuchBucket") => {
+                    FetchFailure::new(NoSuchBucket, "no such bucket (NoSuchBucket)")
+                }
+                Some("AccessDenied") => {
+                    FetchFailure::new(AccessDenied, "access denied (AccessDenied)")
+                }
+                Some(
+                    code @ ("InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+                    | "ExpiredToken"
+                    | "InvalidToken"),
+                ) => FetchFailure::new(
+                    Credentials,
+                    format!("S3 rejected the credentials ({code}): {message}"),
+                ),
+                Some(code) => FetchFailure::new(Other, format!("S3 error {code}: {message}")),
+                None if status == 404 => FetchFailure::new(NoSuchKey, "not found (HTTP 404)"),
+                None if status == 403 => {
+                    FetchFailure::new(AccessDenied, "access denied (HTTP 403)")
+                }
+                None => FetchFailure::new(Other, format!("S3 answered HTTP {status}")),
             }
-            Some(code) => format!("S3 error {code}: {}", service.err().message().unwrap_or("")),
-            None => format!("S3 answered HTTP {}", service.raw().status().as_u16()),
-        },
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            format!("S3 endpoint unreachable: {}", DisplayErrorContext(&err))
         }
-        _ => DisplayErrorContext(&err).to_string(),
-    };
-    FetchFailure(text)
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => FetchFailure::new(
+            Unreachable,
+            format!("S3 endpoint unreachable: {}", DisplayErrorContext(&err)),
+        ),
+        _ => FetchFailure::new(Other, DisplayErrorContext(&err).to_string()),
+    }
 }
 
-/// A verified booster with its manifest, ready to serve.
+/// [`ObjectStore`] over the local file system, for `file://` model URIs: a bucket is a
+/// directory and a key a path relative to it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalFileStore;
+
+impl ObjectStore for LocalFileStore {
+    async fn get(&self, bucket: &str, key: &str) -> Result<StoredObject, FetchFailure> {
+        let path = Path::new(bucket).join(key);
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(StoredObject {
+                bytes: Bytes::from(bytes),
+                etag: None,
+            }),
+            Err(err) => {
+                let kind = match err.kind() {
+                    std::io::ErrorKind::NotFound => FetchErrorKind::NoSuchKey,
+                    std::io::ErrorKind::PermissionDenied => FetchErrorKind::AccessDenied,
+                    _ => FetchErrorKind::Other,
+                };
+                Err(FetchFailure::new(kind, err.to_string()))
+            }
+        }
+    }
+
+    fn object_uri(&self, bucket: &str, key: &str) -> String {
+        format!("file://{}", Path::new(bucket).join(key).display())
+    }
+}
+
+/// The store a [`ModelConfig`] names.
+#[derive(Debug, Clone)]
+pub enum ConfiguredStore {
+    /// S3, through the standard AWS environment.
+    S3(S3ObjectStore),
+    /// The local file system.
+    LocalFile(LocalFileStore),
+}
+
+impl ConfiguredStore {
+    /// Builds the store for `config`.
+    pub async fn for_config(config: &ModelConfig) -> Self {
+        match config.source {
+            ModelSource::S3 => Self::S3(S3ObjectStore::from_env().await),
+            ModelSource::LocalFile => Self::LocalFile(LocalFileStore),
+        }
+    }
+}
+
+impl ObjectStore for ConfiguredStore {
+    async fn get(&self, bucket: &str, key: &str) -> Result<StoredObject, FetchFailure> {
+        match self {
+            Self::S3(store) => store.get(bucket, key).await,
+            Self::LocalFile(store) => store.get(bucket, key).await,
+        }
+    }
+
+    fn object_uri(&self, bucket: &str, key: &str) -> String {
+        match self {
+            Self::S3(store) => store.object_uri(bucket, key),
+            Self::LocalFile(store) => store.object_uri(bucket, key),
+        }
+    }
+}
+
+/// A verified, warmed-up booster with its manifest, ready to serve.
 #[derive(Debug)]
 pub struct LoadedModel {
     /// The manifest the booster was verified against.
     pub manifest: ModelManifest,
     /// The booster.
     pub booster: SharedBooster,
-    /// `s3://bucket/prefix/` it came from.
+    /// The prefix it came from, e.g. `s3://bucket/models/demand/v1/`.
     pub source_uri: String,
     /// When loading finished, RFC 3339 UTC.
     pub loaded_at: String,
+    /// ETag of `model.txt`, when the store has one.
+    pub model_etag: Option<String>,
+    /// Where the load spent its time.
+    pub timings: InitTimings,
 }
 
-/// Fetches manifest and booster concurrently, verifies sha256 and features, parses the booster.
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+/// Fetches manifest and booster concurrently, verifies the booster's sha256 and features
+/// against the manifest, parses it and runs one warm-up prediction on each prediction path.
 pub async fn load_model<S: ObjectStore>(
     store: &S,
     location: &ModelLocation,
@@ -116,147 +277,272 @@ pub async fn load_model<S: ObjectStore>(
     let started = Instant::now();
     let manifest_key = location.manifest_key();
     let model_key = location.model_key();
-    let fetch_error = |key: &str, failure: FetchFailure| InitError::Fetch {
-        bucket: location.bucket.clone(),
-        key: key.to_owned(),
-        reason: failure.0,
+    let manifest_uri = store.object_uri(&location.bucket, &manifest_key);
+    let model_uri = store.object_uri(&location.bucket, &model_key);
+    let fetch_error = |uri: &str, failure: FetchFailure| InitError::Fetch {
+        uri: uri.to_owned(),
+        kind: failure.kind,
+        reason: failure.detail,
     };
-    let (manifest_bytes, model_bytes) = tokio::join!(
+    let (manifest_object, model_object) = tokio::join!(
         store.get(&location.bucket, &manifest_key),
         store.get(&location.bucket, &model_key)
     );
-    let manifest_bytes = manifest_bytes.map_err(|f| fetch_error(&manifest_key, f))?;
-    let model_bytes = model_bytes.map_err(|f| fetch_error(&model_key, f))?;
+    let manifest_object = manifest_object.map_err(|f| fetch_error(&manifest_uri, f))?;
+    let model_object = model_object.map_err(|f| fetch_error(&model_uri, f))?;
     let fetched = started.elapsed();
 
     let manifest: ModelManifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| InitError::BadManifest {
-            bucket: location.bucket.clone(),
-            key: manifest_key.clone(),
+        serde_json::from_slice(&manifest_object.bytes).map_err(|e| InitError::BadManifest {
+            uri: manifest_uri.clone(),
             reason: e.to_string(),
         })?;
-
-    let actual = hex::encode(Sha256::digest(&model_bytes));
+    let actual = hex::encode(Sha256::digest(&model_object.bytes));
     if !actual.eq_ignore_ascii_case(&manifest.model_sha256) {
         return Err(InitError::ShaMismatch {
-            bucket: location.bucket.clone(),
-            key: model_key,
+            uri: model_uri,
             expected: manifest.model_sha256.clone(),
             actual,
         });
     }
+    let verified = started.elapsed();
 
     let corrupt = |reason: String| InitError::CorruptBooster {
-        bucket: location.bucket.clone(),
-        key: model_key.clone(),
+        uri: model_uri.clone(),
         reason,
     };
+    let StoredObject {
+        bytes: model_bytes,
+        etag: model_etag,
+    } = model_object;
     let text = std::str::from_utf8(&model_bytes)
         .map_err(|e| corrupt(format!("the model text is not UTF-8: {e}")))?;
-    let booster = SharedBooster::from_model_text(text).map_err(corrupt)?;
-    let booster_features = booster.feature_names().map_err(corrupt)?;
-    if booster_features != manifest.features {
+    let booster = SharedBooster::from_model_text(text).map_err(|e| match e {
+        BoosterLoadError::Corrupt(reason) => corrupt(reason),
+        BoosterLoadError::Unsupported(reason) => InitError::UnsupportedModel {
+            uri: model_uri.clone(),
+            reason,
+        },
+    })?;
+    // LightGBM keeps its own parsed copy; the text is no longer needed.
+    drop(model_bytes);
+    if booster.feature_names() != manifest.features.as_slice() {
         return Err(InitError::FeatureMismatch {
-            bucket: location.bucket.clone(),
-            key: model_key,
+            uri: model_uri,
             manifest: manifest.features.clone(),
-            booster: booster_features,
+            booster: booster.feature_names().to_vec(),
         });
     }
-    let loaded_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    tracing::info!(
-        model_name = %manifest.name,
-        model_version = %manifest.version,
-        model_sha256 = %actual,
-        num_trees = booster.num_trees(),
-        fetch_ms = fetched.as_secs_f64() * 1e3,
-        total_ms = started.elapsed().as_secs_f64() * 1e3,
-        "model loaded"
-    );
+    let parsed = started.elapsed();
+
+    warm_up(&booster).map_err(|e| corrupt(format!("the warm-up prediction failed: {e}")))?;
+    let warmed = started.elapsed();
+
     Ok(LoadedModel {
         manifest,
         booster,
-        source_uri: location.uri(),
-        loaded_at,
+        source_uri: store.object_uri(&location.bucket, &location.prefix),
+        loaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        model_etag,
+        timings: InitTimings {
+            fetch_ms: millis(fetched),
+            verify_ms: millis(verified - fetched),
+            parse_ms: millis(parsed - verified),
+            warmup_ms: millis(warmed - parsed),
+            total_ms: millis(warmed),
+        },
     })
+}
+
+/// Runs both prediction paths once, so the first invocation does not pay for touching the
+/// trees for the first time, and a booster that cannot predict fails the cold start instead.
+fn warm_up(booster: &SharedBooster) -> Result<(), String> {
+    let width = booster.num_features();
+    for rows in [1, 2] {
+        let predictions = booster.predict(&vec![0.0; width * rows])?;
+        if predictions.len() != rows {
+            return Err(format!(
+                "{rows} rows gave {} predictions",
+                predictions.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{MemoryStore, manifest_for, tiny_model_text};
-
-    fn store_with(manifest: &ModelManifest, model_text: &str) -> (MemoryStore, ModelLocation) {
-        let location = ModelLocation::new("bucket", "tiny", "t1");
-        let mut store = MemoryStore::default();
-        store.0.insert(
-            format!("bucket/{}", location.manifest_key()),
-            Bytes::from(serde_json::to_vec(manifest).unwrap()),
-        );
-        store.0.insert(
-            format!("bucket/{}", location.model_key()),
-            Bytes::from(model_text.to_owned()),
-        );
-        (store, location)
-    }
+    use crate::testing::{FailingStore, MemoryStore, manifest_for, store_with, tiny_model_text};
 
     #[tokio::test]
-    async fn loads_a_verified_model() {
+    async fn loads_a_verified_model_with_timings() {
         let text = tiny_model_text();
         let (store, location) = store_with(&manifest_for(&text), &text);
         let model = load_model(&store, &location).await.unwrap();
         assert_eq!(model.booster.num_features(), 2);
         assert_eq!(model.booster.num_trees(), 10);
         assert_eq!(model.source_uri, "s3://bucket/models/tiny/t1/");
+        assert_eq!(model.model_etag.as_deref(), Some("\"etag-of-model.txt\""));
+        let t = model.timings;
+        assert!(t.total_ms >= t.fetch_ms + t.verify_ms + t.parse_ms, "{t:?}");
+        assert!(t.total_ms > 0.0);
     }
 
     #[tokio::test]
-    async fn each_failure_mode_is_a_distinct_error_naming_the_object() {
+    async fn sha256_mismatch() {
         let text = tiny_model_text();
-        let good = manifest_for(&text);
-
-        let (store, location) = store_with(&good, &text.replace("Tree=0", "Tree=zero"));
+        let (store, location) =
+            store_with(&manifest_for(&text), &text.replace("Tree=0", "Tree=zero"));
         let err = load_model(&store, &location).await.unwrap_err();
         assert!(matches!(err, InitError::ShaMismatch { .. }), "{err}");
-
-        let corrupt = "tree\nthis is not a booster\n";
-        let (store, location) = store_with(&manifest_for(corrupt), corrupt);
-        let err = load_model(&store, &location).await.unwrap_err();
-        assert!(matches!(err, InitError::CorruptBooster { .. }), "{err}");
+        assert_eq!(err.code(), "ShaMismatch");
         assert!(
             err.to_string()
-                .contains("s3://bucket/models/tiny/t1/model.txt"),
+                .starts_with("sha256 mismatch for s3://bucket/models/tiny/t1/model.txt"),
             "{err}"
         );
+    }
 
-        let nul = "tree\n\0";
-        let (store, location) = store_with(&manifest_for(nul), nul);
-        assert!(matches!(
-            load_model(&store, &location).await,
-            Err(InitError::CorruptBooster { .. })
-        ));
+    #[tokio::test]
+    async fn corrupt_booster() {
+        for corrupt in ["tree\nthis is not a booster\n", "tree\n\0", "\u{feff}"] {
+            let (store, location) = store_with(&manifest_for(corrupt), corrupt);
+            let err = load_model(&store, &location).await.unwrap_err();
+            assert!(matches!(err, InitError::CorruptBooster { .. }), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with("corrupt booster s3://bucket/models/tiny/t1/model.txt"),
+                "{err}"
+            );
+        }
+        let mut store = MemoryStore::default();
+        let location = ModelLocation::new("bucket", "tiny", "t1");
+        let bytes = vec![0xff, 0xfe, 0x00];
+        let mut manifest = manifest_for("");
+        manifest.model_sha256 = hex::encode(Sha256::digest(&bytes));
+        store.put(
+            &location.manifest_key(),
+            serde_json::to_vec(&manifest).unwrap(),
+        );
+        store.put(&location.model_key(), bytes);
+        let err = load_model(&store, &location).await.unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+    }
 
+    #[tokio::test]
+    async fn feature_mismatch() {
+        let text = tiny_model_text();
         let renamed = ModelManifest {
             features: vec!["b".into(), "a".into()],
-            ..good.clone()
+            ..manifest_for(&text)
         };
         let (store, location) = store_with(&renamed, &text);
         let err = load_model(&store, &location).await.unwrap_err();
         assert!(matches!(err, InitError::FeatureMismatch { .. }), "{err}");
-
-        let (mut store, location) = store_with(&good, &text);
-        store.0.insert(
-            format!("bucket/{}", location.manifest_key()),
-            Bytes::from_static(b"{\"name\":"),
+        assert!(
+            err.to_string()
+                .contains("manifest lists [\"b\", \"a\"], booster has [\"a\", \"b\"]"),
+            "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn bad_manifest() {
+        let text = tiny_model_text();
+        let (mut store, location) = store_with(&manifest_for(&text), &text);
+        store.put(&location.manifest_key(), b"{\"name\":".to_vec());
         let err = load_model(&store, &location).await.unwrap_err();
         assert!(matches!(err, InitError::BadManifest { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid manifest s3://bucket/models/tiny/t1/manifest.json"),
+            "{err}"
+        );
+    }
 
-        let empty = MemoryStore::default();
-        let err = load_model(&empty, &location).await.unwrap_err();
+    #[tokio::test]
+    async fn missing_objects_name_the_first_one_missing() {
+        let location = ModelLocation::new("bucket", "tiny", "t1");
+        let err = load_model(&MemoryStore::default(), &location)
+            .await
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "cannot fetch s3://bucket/models/tiny/t1/manifest.json: no such key (NoSuchKey)"
+            "cannot fetch s3://bucket/models/tiny/t1/manifest.json: no such key (NoSuchKey); publish the model under that prefix or fix MODEL_URI"
+        );
+        let text = tiny_model_text();
+        let (mut store, location) = store_with(&manifest_for(&text), &text);
+        store.0.remove(&format!("bucket/{}", location.model_key()));
+        let err = load_model(&store, &location).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot fetch s3://bucket/models/tiny/t1/model.txt: no such key"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn each_store_failure_keeps_its_kind() {
+        let location = ModelLocation::new("bucket", "tiny", "t1");
+        for (kind, code, hint) in [
+            (
+                FetchErrorKind::NoSuchBucket,
+                "NoSuchBucket",
+                "check the bucket name",
+            ),
+            (
+                FetchErrorKind::AccessDenied,
+                "AccessDenied",
+                "allow s3:GetObject",
+            ),
+            (
+                FetchErrorKind::Credentials,
+                "Credentials",
+                "AWS credentials",
+            ),
+            (
+                FetchErrorKind::Unreachable,
+                "StoreUnreachable",
+                "AWS_ENDPOINT_URL_S3",
+            ),
+        ] {
+            let store = FailingStore(FetchFailure::new(kind, "what the store said"));
+            let err = load_model(&store, &location).await.unwrap_err();
+            assert!(
+                matches!(err, InitError::Fetch { kind: k, .. } if k == kind),
+                "{err}"
+            );
+            assert_eq!(err.code(), code);
+            assert!(err.to_string().contains("what the store said"), "{err}");
+            assert!(err.to_string().contains(hint), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn loads_from_a_local_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = tiny_model_text();
+        std::fs::write(dir.path().join("model.txt"), &text).unwrap();
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            serde_json::to_vec(&manifest_for(&text)).unwrap(),
+        )
+        .unwrap();
+        let uri = format!("file://{}/", dir.path().display());
+        let (_, location) = crate::config::parse_model_uri(&uri).unwrap();
+        let model = load_model(&LocalFileStore, &location).await.unwrap();
+        assert_eq!(model.source_uri, uri);
+        assert_eq!(model.model_etag, None);
+        assert_eq!(model.booster.num_trees(), 10);
+
+        std::fs::remove_file(dir.path().join("model.txt")).unwrap();
+        let err = load_model(&LocalFileStore, &location).await.unwrap_err();
+        assert_eq!(err.code(), "NoSuchKey");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot fetch {uri}model.txt")),
+            "{err}"
         );
     }
 }

@@ -3,24 +3,26 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use model::{LoadedModel, ModelConfig, S3ObjectStore, handle_invocation, load_model};
-use serde_json::Value;
+use model::{ConfiguredStore, ModelConfig, ModelHost};
+use serde_json::value::RawValue;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = ModelConfig::from_env()?;
-    let store = S3ObjectStore::from_env().await;
-    let model: Arc<LoadedModel> = match load_model(&store, &config.location).await {
-        Ok(model) => Arc::new(model),
+    let config = match ModelConfig::from_env() {
+        Ok(config) => config,
         Err(err) => {
-            tracing::error!(error = %err, "model initialisation failed");
+            tracing::error!(error = %err, "model configuration is invalid");
             return Err(err.into());
         }
     };
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let model = Arc::clone(&model);
-        async move { handle_invocation(&model, event.payload) }
+    let store = ConfiguredStore::for_config(&config).await;
+    let host = Arc::new(ModelHost::start(store, config.location, config.max_rows).await);
+    // The payload stays JSON text until the host decodes it straight into one vector of
+    // numbers; a generic JSON tree of a large batch would cost four times the memory.
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
+        let host = Arc::clone(&host);
+        async move { host.invoke(event.payload.get()).await }
     }))
     .await
 }

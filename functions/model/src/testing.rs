@@ -9,7 +9,10 @@ use lightgbm3::{Booster, Dataset};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::loader::{FetchFailure, ObjectStore};
+use forecast::ModelLocation;
+
+use crate::error::FetchErrorKind;
+use crate::loader::{FetchFailure, ObjectStore, StoredObject};
 
 /// Trains a 10-tree booster on `y = 3a + b` with features `a, b` and returns its text.
 pub(crate) fn tiny_model_text() -> String {
@@ -66,11 +69,49 @@ pub(crate) fn manifest_for(model_text: &str) -> ModelManifest {
 #[derive(Default)]
 pub(crate) struct MemoryStore(pub(crate) HashMap<String, Bytes>);
 
+impl MemoryStore {
+    /// Stores `bytes` under `key` in bucket `bucket`.
+    pub(crate) fn put(&mut self, key: &str, bytes: Vec<u8>) {
+        self.0.insert(format!("bucket/{key}"), Bytes::from(bytes));
+    }
+}
+
 impl ObjectStore for MemoryStore {
-    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, FetchFailure> {
+    async fn get(&self, bucket: &str, key: &str) -> Result<StoredObject, FetchFailure> {
         self.0
             .get(&format!("{bucket}/{key}"))
             .cloned()
-            .ok_or_else(|| FetchFailure("no such key (NoSuchKey)".into()))
+            .map(|bytes| StoredObject {
+                bytes,
+                etag: Some(format!(
+                    "\"etag-of-{}\"",
+                    key.rsplit('/').next().unwrap_or(key)
+                )),
+            })
+            .ok_or_else(|| FetchFailure::new(FetchErrorKind::NoSuchKey, "no such key (NoSuchKey)"))
     }
+}
+
+/// An object store that fails every fetch the same way.
+pub(crate) struct FailingStore(pub(crate) FetchFailure);
+
+impl ObjectStore for FailingStore {
+    async fn get(&self, _: &str, _: &str) -> Result<StoredObject, FetchFailure> {
+        Err(self.0.clone())
+    }
+}
+
+/// A store holding `manifest` and `model_text` at `s3://bucket/models/tiny/t1/`.
+pub(crate) fn store_with(
+    manifest: &ModelManifest,
+    model_text: &str,
+) -> (MemoryStore, ModelLocation) {
+    let location = ModelLocation::new("bucket", "tiny", "t1");
+    let mut store = MemoryStore::default();
+    store.put(
+        &location.manifest_key(),
+        serde_json::to_vec(manifest).unwrap(),
+    );
+    store.put(&location.model_key(), model_text.as_bytes().to_vec());
+    (store, location)
 }

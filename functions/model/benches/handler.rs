@@ -1,0 +1,156 @@
+//! The handler path (payload text -> decode -> align -> predict -> serialise, as the Lambda
+//! runtime drives it) against the raw `lightgbm3` calls for the same rows, on a 3000-round
+//! booster with the original notebook's parameters.
+//!
+//! `cargo bench -p model` trains that booster once on synthetic store/item/date data and caches
+//! it in the target directory; `MODEL_BENCH_MODEL_DIR=<dir with model.txt>` uses another.
+
+// A failed setup step is a failed benchmark.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../tests/support/synthetic.rs"]
+mod synthetic;
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
+use forecast::wire::{ModelIdentity, ModelInvocation, PredictionsResponse};
+use model::{LoadedModel, LocalFileStore, handle_json, load_model};
+use serde_json::value::RawValue;
+use synthetic::FEATURES;
+
+const ROUNDS: u32 = 3000;
+const MAX_ROWS: usize = 50_000;
+
+/// A directory holding `model.txt` and `manifest.json` of a 3000-round booster.
+fn model_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MODEL_BENCH_MODEL_DIR") {
+        let dir = PathBuf::from(dir);
+        let text = std::fs::read_to_string(dir.join("model.txt")).unwrap();
+        let manifest = synthetic::manifest_for(&text, "bench", "external", ROUNDS);
+        let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("model-bench-external");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::write(work.join("model.txt"), &text).unwrap();
+        std::fs::write(
+            work.join("manifest.json"),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+        return work;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("model-bench-{ROUNDS}"));
+    if !dir.join("manifest.json").exists() {
+        eprintln!("training a {ROUNDS}-round booster for the benchmark (once)...");
+        // 10 stores x 50 items x 2 years, like the Kaggle data over a shorter span.
+        let text = synthetic::train(ROUNDS, 10, 50, 730);
+        let manifest = synthetic::manifest_for(&text, "bench", "synthetic", ROUNDS);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.txt"), &text).unwrap();
+        std::fs::write(
+            dir.join("manifest.json"),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// What the Lambda runtime does around the handler: deserialize the event body (kept as raw
+/// text) and serialise the answer.
+fn handler_path(model: &LoadedModel, body: &[u8]) -> Vec<u8> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    let payload: Box<RawValue> = serde_path_to_error::deserialize(deserializer).unwrap();
+    let answer = handle_json(model, payload.get(), MAX_ROWS).unwrap();
+    serde_json::to_vec(&answer).unwrap()
+}
+
+/// The handler path without the booster call: runtime deserialisation, decoding, and
+/// serialising an answer of `predictions`. Isolates what the host adds to LightGBM's cost.
+fn overhead_path(body: &[u8], predictions: &[f64]) -> Vec<u8> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    let payload: Box<RawValue> = serde_path_to_error::deserialize(deserializer).unwrap();
+    let ModelInvocation::Predict(input) =
+        ModelInvocation::decode_str(payload.get(), MAX_ROWS).unwrap()
+    else {
+        panic!("expected rows");
+    };
+    assert_eq!(input.rows, predictions.len());
+    let answer = PredictionsResponse {
+        predictions: predictions.to_vec(),
+        model: ModelIdentity {
+            name: "bench".to_owned(),
+            version: "synthetic".to_owned(),
+        },
+    };
+    serde_json::to_vec(&answer).unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = model_dir();
+    let uri = format!("file://{}/", dir.display());
+    let (_, location) = model::config::parse_model_uri(&uri).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let model = runtime
+        .block_on(load_model(&LocalFileStore, &location))
+        .unwrap();
+    assert_eq!(model.booster.num_trees(), ROUNDS);
+
+    let text = std::fs::read_to_string(dir.join("model.txt")).unwrap();
+    let raw = lightgbm3::Booster::from_string(&text).unwrap();
+    let mut raw_fast = lightgbm3::Booster::from_string(&text).unwrap();
+    raw_fast.single_row_fast_init::<f64>(None).unwrap();
+    let width = FEATURES.len() as i32;
+
+    for rows in [1usize, 100, 10_000] {
+        let values = synthetic::query_rows(rows);
+        let body = synthetic::dataframe_split(&values).into_bytes();
+        // The handler must answer exactly what the raw call answers.
+        let served: serde_json::Value =
+            serde_json::from_slice(&handler_path(&model, &body)).unwrap();
+        let direct = raw.predict(&values, width, true).unwrap();
+        let served: Vec<f64> = served["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(served, direct);
+
+        let mut group = c.benchmark_group(format!("rows_{rows}"));
+        group.throughput(Throughput::Elements(rows as u64));
+        if rows >= 10_000 {
+            group
+                .sampling_mode(SamplingMode::Flat)
+                .sample_size(10)
+                .measurement_time(Duration::from_secs(20));
+        }
+        group.bench_function(BenchmarkId::new("handler", rows), |b| {
+            b.iter(|| handler_path(&model, black_box(&body)));
+        });
+        group.bench_function(BenchmarkId::new("handler_overhead", rows), |b| {
+            b.iter(|| overhead_path(black_box(&body), &direct));
+        });
+        group.bench_function(BenchmarkId::new("raw_predict", rows), |b| {
+            b.iter(|| raw.predict(black_box(&values), width, true).unwrap());
+        });
+        if rows == 1 {
+            group.bench_function(BenchmarkId::new("raw_single_row_fast", rows), |b| {
+                b.iter(|| {
+                    raw_fast
+                        .predict_single_row_fast(black_box(&values))
+                        .unwrap()
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(handler, benches);
+criterion_main!(handler);
