@@ -107,17 +107,29 @@ pub struct LocalS3 {
 impl LocalS3 {
     /// Starts `moto_server` on a free port and waits until it answers.
     pub fn start(log_dir: &Path) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let mut process = ProcessGroup::spawn(
-            "moto_server",
-            Command::new("moto_server").args(["-H", "127.0.0.1", "-p", &port.to_string()]),
-            &log_dir.join("moto.log"),
-        )?;
-        wait_for_port(port, &mut process.child, Duration::from_secs(60))?;
-        Ok(Self {
-            process,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        })
+        // A free port can be taken by a parallel test between the probe and moto's bind; the
+        // loser exits at once, which is checked after the port answers, and tries another.
+        let mut last_error = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let mut process = ProcessGroup::spawn(
+                "moto_server",
+                Command::new("moto_server").args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+                &log_dir.join(format!("moto-{port}.log")),
+            )?;
+            match wait_for_port(port, &mut process.child, Duration::from_secs(60)) {
+                Ok(()) => {
+                    std::thread::sleep(Duration::from_millis(300));
+                    if process.child.try_wait()?.is_none() {
+                        let endpoint = format!("http://127.0.0.1:{port}");
+                        return Ok(Self { process, endpoint });
+                    }
+                    last_error = Some(anyhow::anyhow!("moto_server exited after binding {port}"));
+                }
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("moto_server did not start")))
     }
 
     /// An S3 client for this server.

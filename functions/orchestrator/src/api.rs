@@ -387,6 +387,13 @@ mod tests {
             ),
             (ModelCallError::BadResponse(secret.into()), 502),
             (ModelCallError::Unavailable(secret.into()), 503),
+            (
+                ModelCallError::FunctionError {
+                    error_type: "ModelUnavailable".into(),
+                    message: secret.into(),
+                },
+                503,
+            ),
             (ModelCallError::Timeout, 504),
         ] {
             let app = Orchestrator::new(FakeModel::failing(error));

@@ -4,6 +4,7 @@
 //! their cause is logged, never returned.
 
 use forecast::FieldError;
+use forecast::wire::ModelErrorType;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use serde_json::json;
@@ -39,6 +40,12 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Model(ModelCallError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            // The model host is up but has no model loaded yet (it retries by itself).
+            Self::Model(ModelCallError::FunctionError { error_type, .. })
+                if error_type == ModelErrorType::ModelUnavailable.as_str() =>
+            {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Model(ModelCallError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             Self::Model(ModelCallError::FunctionError { .. } | ModelCallError::BadResponse(_)) => {
                 StatusCode::BAD_GATEWAY
@@ -57,7 +64,9 @@ impl ApiError {
             Self::Model(cause) => {
                 tracing::error!(error = %cause, status = status.as_u16(), "model call failed");
                 json!(match cause {
-                    ModelCallError::Unavailable(_) => "the model is unavailable, retry later",
+                    _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                        "the model is unavailable, retry later"
+                    }
                     ModelCallError::Timeout => "the model did not answer in time",
                     _ => "the model failed to produce a prediction",
                 })
