@@ -13,7 +13,7 @@ MODEL_DIR ?= data/models/demand
 PARITY_VENV := .local/parity-venv
 PARITY_ROUNDS ?= 3000
 
-.PHONY: help deps dev test fmt lint unit e2e parity validate build deploy publish-model smoke clean
+.PHONY: help deps dev test fmt lint unit e2e bench parity validate build deploy publish-model smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ unit: ## unit tests only (no local stack)
 e2e: deps ## end-to-end tests only (starts and stops the local stack itself)
 	cargo build --workspace --bins --locked
 	cargo test -p e2e --locked
+
+bench: ## criterion benchmark of the model handler vs raw LightGBM (1, 100, 10,000 rows)
+	cargo bench --locked -p model --bench handler
 
 parity: ## demand train vs the Python lightgbm package: same data, params, threads, time split
 	python3 -m venv $(PARITY_VENV)

@@ -43,7 +43,7 @@ def features(frame):
             "store": frame["store"].astype(float),
             "item": frame["item"].astype(float),
             "month": date.dt.month.astype(float),
-            "day": date.dt.dayofweek.astype(float),
+            "day": date.dt.day_of_week.astype(float),
             "year": date.dt.year.astype(float),
         }
     )
