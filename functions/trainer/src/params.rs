@@ -100,3 +100,22 @@ mod tests {
         assert!(read_params_file(&dir.path().join("p.yaml")).is_err());
     }
 }
+
+#[cfg(test)]
+mod committed_files {
+    use super::*;
+
+    /// The parameter files shipped in `data/params/` stay readable.
+    #[test]
+    fn shipped_parameter_files_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/params");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let params = read_params_file(&path).unwrap();
+            assert!(params.contains_key("objective"), "{}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 1);
+    }
+}
