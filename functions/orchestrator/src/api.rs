@@ -283,6 +283,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn given_a_model_trained_on_calendar_features_then_they_are_built_without_code_change() {
+        let model = FakeModel {
+            ping: Ok(vec![
+                "store",
+                "item",
+                "dayofyear",
+                "weekofyear",
+                "dayofmonth",
+                "quarter",
+                "is_weekend",
+            ]),
+            ..FakeModel::answering(json!([9.5]))
+        };
+        let (status, body, app) = call(
+            model,
+            post_predict(r#"{"date":"2016-12-31","store":4,"item":9}"#),
+        )
+        .await;
+        assert_eq!((status, body), (200, json!({"sales": 9.5})));
+        let seen = app.client.seen.lock().unwrap();
+        assert_eq!(
+            seen[1]["dataframe_split"]["data"],
+            json!([[4.0, 9.0, 366.0, 52.0, 31.0, 4.0, 1.0]])
+        );
+    }
+
+    #[tokio::test]
     async fn the_feature_list_is_fetched_once_and_cached() {
         let app = Orchestrator::new(FakeModel::answering(json!([1.0])));
         for _ in 0..3 {
