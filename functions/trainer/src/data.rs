@@ -40,8 +40,10 @@ pub enum DataError {
         source: std::io::Error,
     },
     /// The header is not `date,store,item,sales`.
-    #[error("line 1: expected the header date,store,item,sales, found {found:?}")]
+    #[error("line 1: expected the header {expected}, found {found:?}")]
     Header {
+        /// The header the file must have.
+        expected: String,
         /// The header found.
         found: String,
     },
@@ -75,15 +77,7 @@ pub fn parse_sales_csv(bytes: &[u8]) -> Result<SalesHistory, DataError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(bytes);
-    let header = reader.headers().map_err(|e| DataError::Row {
-        line: 1,
-        reason: e.to_string(),
-    })?;
-    if header.iter().map(str::trim).ne(HEADER) {
-        return Err(DataError::Header {
-            found: header.iter().collect::<Vec<_>>().join(","),
-        });
-    }
+    check_header(&mut reader, &HEADER)?;
     let mut records = Vec::with_capacity(bytes.len() / 20);
     let mut row = csv::StringRecord::new();
     // Shown only on a terminal (indicatif hides itself otherwise).
@@ -123,12 +117,9 @@ fn parse_row(row: &csv::StringRecord) -> Result<SalesRecord, String> {
     let (Some(date), Some(store), Some(item), Some(sales)) = (date, store, item, sales) else {
         return Err(format!("expected 4 fields, found {}", row.len()));
     };
-    let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-        .map_err(|_| format!("bad date {date:?}, expected YYYY-MM-DD"))?;
-    let store = parse_id(store, "store")
-        .and_then(|id| StoreId::new(id).ok_or_else(|| format!("store {id} is out of range")))?;
-    let item = parse_id(item, "item")
-        .and_then(|id| ItemId::new(id).ok_or_else(|| format!("item {id} is out of range")))?;
+    let date = parse_day(date)?;
+    let store = parse_store(store)?;
+    let item = parse_item(item)?;
     let sales: f64 = sales
         .parse()
         .map_err(|_| format!("sales {sales:?} is not a number"))?;
@@ -143,9 +134,42 @@ fn parse_row(row: &csv::StringRecord) -> Result<SalesRecord, String> {
     })
 }
 
+/// Checks that the header is exactly `expected` (cells trimmed).
+fn check_header<R: std::io::Read>(
+    reader: &mut csv::Reader<R>,
+    expected: &[&str],
+) -> Result<(), DataError> {
+    let header = reader.headers().map_err(|e| DataError::Row {
+        line: 1,
+        reason: e.to_string(),
+    })?;
+    if header.iter().map(str::trim).ne(expected.iter().copied()) {
+        return Err(DataError::Header {
+            expected: expected.join(","),
+            found: header.iter().collect::<Vec<_>>().join(","),
+        });
+    }
+    Ok(())
+}
+
+fn parse_day(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("bad date {text:?}, expected YYYY-MM-DD"))
+}
+
 fn parse_id(text: &str, field: &str) -> Result<u32, String> {
     text.parse()
         .map_err(|_| format!("{field} {text:?} is not a positive whole number"))
+}
+
+fn parse_store(text: &str) -> Result<StoreId, String> {
+    parse_id(text, "store")
+        .and_then(|id| StoreId::new(id).ok_or_else(|| format!("store {id} is out of range")))
+}
+
+fn parse_item(text: &str) -> Result<ItemId, String> {
+    parse_id(text, "item")
+        .and_then(|id| ItemId::new(id).ok_or_else(|| format!("item {id} is out of range")))
 }
 
 #[cfg(test)]
@@ -233,19 +257,7 @@ pub fn read_test_csv(path: &Path) -> Result<Vec<TestRow>, DataError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(bytes.as_slice());
-    let header = reader.headers().map_err(|e| DataError::Row {
-        line: 1,
-        reason: e.to_string(),
-    })?;
-    if header
-        .iter()
-        .map(str::trim)
-        .ne(["id", "date", "store", "item"])
-    {
-        return Err(DataError::Header {
-            found: header.iter().collect::<Vec<_>>().join(","),
-        });
-    }
+    check_header(&mut reader, &["id", "date", "store", "item"])?;
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| DataError::Row {
@@ -258,14 +270,9 @@ pub fn read_test_csv(path: &Path) -> Result<Vec<TestRow>, DataError> {
         let id = field(0)
             .parse()
             .map_err(|_| row_error(format!("bad id {:?}", field(0))))?;
-        let date = NaiveDate::parse_from_str(field(1), "%Y-%m-%d")
-            .map_err(|_| row_error(format!("bad date {:?}, expected YYYY-MM-DD", field(1))))?;
-        let store = parse_id(field(2), "store")
-            .and_then(|id| StoreId::new(id).ok_or_else(|| format!("store {id} is out of range")))
-            .map_err(row_error)?;
-        let item = parse_id(field(3), "item")
-            .and_then(|id| ItemId::new(id).ok_or_else(|| format!("item {id} is out of range")))
-            .map_err(row_error)?;
+        let date = parse_day(field(1)).map_err(row_error)?;
+        let store = parse_store(field(2)).map_err(row_error)?;
+        let item = parse_item(field(3)).map_err(row_error)?;
         rows.push(TestRow {
             id,
             date,
