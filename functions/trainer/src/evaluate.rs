@@ -15,6 +15,44 @@ use crate::data::{SalesHistory, TestRow};
 use crate::metrics;
 use crate::train::{matrix, predict, write_atomically};
 
+/// The two files of a model directory, read once, with `model.txt` checked against the
+/// manifest's sha256. Both `evaluate`/`predict` and `publish` start from it.
+#[derive(Debug)]
+pub struct ModelFiles {
+    /// The parsed manifest.
+    pub manifest: ModelManifest,
+    /// `manifest.json` as read, so it can be published byte for byte.
+    pub manifest_bytes: Vec<u8>,
+    /// `model.txt` as read.
+    pub model_bytes: Vec<u8>,
+}
+
+impl ModelFiles {
+    /// Reads `manifest.json` and `model.txt` from `dir` and verifies the sha256.
+    pub fn read(dir: &Path) -> anyhow::Result<Self> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest_bytes = std::fs::read(&manifest_path)
+            .with_context(|| format!("reading {}", manifest_path.display()))?;
+        let manifest: ModelManifest = serde_json::from_slice(&manifest_bytes)
+            .with_context(|| format!("parsing {}", manifest_path.display()))?;
+        let model_path = dir.join(MODEL_FILE);
+        let model_bytes = std::fs::read(&model_path)
+            .with_context(|| format!("reading {}", model_path.display()))?;
+        let actual = hex::encode(Sha256::digest(&model_bytes));
+        anyhow::ensure!(
+            actual == manifest.model_sha256,
+            "{} hashes to {actual}, the manifest says {}",
+            model_path.display(),
+            manifest.model_sha256
+        );
+        Ok(Self {
+            manifest,
+            manifest_bytes,
+            model_bytes,
+        })
+    }
+}
+
 /// A model directory, verified against its manifest.
 pub struct ModelDir {
     /// The manifest.
@@ -35,22 +73,14 @@ impl std::fmt::Debug for ModelDir {
 impl ModelDir {
     /// Loads `model.txt` and `manifest.json`, checking the sha256 and the features.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
-        let manifest_path = dir.join(MANIFEST_FILE);
-        let manifest: ModelManifest = serde_json::from_slice(
-            &std::fs::read(&manifest_path)
-                .with_context(|| format!("reading {}", manifest_path.display()))?,
-        )
-        .with_context(|| format!("parsing {}", manifest_path.display()))?;
+        let ModelFiles {
+            manifest,
+            model_bytes,
+            ..
+        } = ModelFiles::read(dir)?;
         let model_path = dir.join(MODEL_FILE);
-        let text = std::fs::read_to_string(&model_path)
-            .with_context(|| format!("reading {}", model_path.display()))?;
-        let actual = hex::encode(Sha256::digest(text.as_bytes()));
-        anyhow::ensure!(
-            actual == manifest.model_sha256,
-            "{} hashes to {actual}, the manifest says {}",
-            model_path.display(),
-            manifest.model_sha256
-        );
+        let text = String::from_utf8(model_bytes)
+            .with_context(|| format!("{} is not UTF-8", model_path.display()))?;
         anyhow::ensure!(
             !text.contains('\0'),
             "{} contains a NUL byte",

@@ -5,9 +5,9 @@ use std::path::Path;
 use anyhow::Context;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
-use forecast::manifest::{MANIFEST_FILE, MODEL_FILE};
-use forecast::{ModelLocation, ModelManifest};
-use sha2::{Digest, Sha256};
+use forecast::ModelLocation;
+
+use crate::evaluate::ModelFiles;
 
 /// An S3 client from the standard AWS environment. `AWS_ENDPOINT_URL_S3` (or
 /// `AWS_ENDPOINT_URL`) points it at a local S3 server, which gets path-style addressing.
@@ -44,18 +44,11 @@ pub async fn publish(
     model_dir: &Path,
     bucket: &str,
 ) -> anyhow::Result<ModelLocation> {
-    let manifest_bytes = std::fs::read(model_dir.join(MANIFEST_FILE))
-        .with_context(|| format!("reading {}", model_dir.join(MANIFEST_FILE).display()))?;
-    let manifest: ModelManifest =
-        serde_json::from_slice(&manifest_bytes).context("parsing the manifest")?;
-    let model_bytes = std::fs::read(model_dir.join(MODEL_FILE))
-        .with_context(|| format!("reading {}", model_dir.join(MODEL_FILE).display()))?;
-    let actual = hex::encode(Sha256::digest(&model_bytes));
-    anyhow::ensure!(
-        actual == manifest.model_sha256,
-        "refusing to publish: model.txt hashes to {actual}, the manifest says {}",
-        manifest.model_sha256
-    );
+    let ModelFiles {
+        manifest,
+        manifest_bytes,
+        model_bytes,
+    } = ModelFiles::read(model_dir).context("refusing to publish")?;
     let location = ModelLocation::new(bucket, &manifest.name, &manifest.version);
     for (key, body, content_type) in [
         (location.model_key(), model_bytes, "text/plain"),
