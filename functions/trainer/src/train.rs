@@ -107,7 +107,7 @@ pub fn train(
         config.split
     );
 
-    let booster = fit_booster(features, &fit, &parameters)?;
+    let (booster, model_text) = fit_booster(features, &fit, &parameters)?;
     let metrics = if validation.is_empty() {
         BTreeMap::new()
     } else {
@@ -118,16 +118,15 @@ pub fn train(
     };
     // With --refit the validated recipe is retrained on every row; the metrics above remain
     // the honest estimate, and `rows.fit` records that the booster saw all rows.
-    let (booster, fit_rows) = if config.refit && !validation.is_empty() {
+    let ((booster, model_text), fit_rows) = if config.refit && !validation.is_empty() {
         (
             fit_booster(features, &history.records, &parameters)?,
             history.records.len(),
         )
     } else {
-        (booster, fit.len())
+        ((booster, model_text), fit.len())
     };
 
-    let model_text = booster.save_string().context("serialising the booster")?;
     let model_sha256 = hex::encode(Sha256::digest(model_text.as_bytes()));
     let manifest = ModelManifest {
         format_version: MANIFEST_FORMAT_VERSION,
@@ -180,12 +179,13 @@ const ROUND_ALIASES: [&str; 9] = [
     "n_estimators",
 ];
 
-/// Fits one booster on `records`, with a progress bar of the rounds on a terminal.
+/// Fits one booster on `records`, with a progress bar of the rounds on a terminal. Returns
+/// the loaded booster and the model text LightGBM wrote, which is what gets saved.
 fn fit_booster(
     features: &[Feature],
     records: &[SalesRecord],
     parameters: &Map<String, Value>,
-) -> anyhow::Result<Booster> {
+) -> anyhow::Result<(Booster, String)> {
     let rounds = ROUND_ALIASES
         .iter()
         .find_map(|k| parameters.get(*k))
@@ -214,7 +214,8 @@ fn fit_booster(
     )
     .map_err(|e| anyhow::anyhow!("training the booster: {e}"))?;
     bar.finish_and_clear();
-    Booster::from_string(&text).context("loading the trained booster")
+    let booster = Booster::from_string(&text).context("loading the trained booster")?;
+    Ok((booster, text))
 }
 
 /// Predicts a row-major matrix.
