@@ -1,6 +1,6 @@
 //! A Kaggle-shaped synthetic sales history and a LightGBM booster trained on it with the
 //! original notebook's parameters, so tests, benchmarks and the memory probe can have a
-//! realistic booster without the trainer crate.
+//! realistic booster without files on disk.
 
 // Each user of this file takes what it needs.
 #![allow(dead_code)]
@@ -15,24 +15,11 @@ use sha2::{Digest, Sha256};
 /// The original model's features, in order.
 pub(crate) const FEATURES: [&str; 5] = ["store", "item", "month", "day", "year"];
 
-/// The original notebook's LightGBM parameters with `rounds` boosting rounds.
-pub(crate) fn original_parameters(rounds: u32) -> Value {
-    json!({
-        "objective": "regression_l1",
-        "max_depth": 5,
-        "num_leaves": 64,
-        "learning_rate": 0.2,
-        "feature_fraction": 0.9,
-        "bagging_fraction": 0.8,
-        "bagging_freq": 5,
-        "lambda_l1": 3.097758978478437,
-        "lambda_l2": 2.9482537987198496,
-        "min_child_weight": 6.996211413900573,
-        "min_split_gain": 0.037310344962162616,
-        "num_iterations": rounds,
-        "seed": 2018,
-        "verbosity": -1,
-    })
+/// The original notebook's LightGBM parameters (the trainer's own) with `rounds` rounds.
+pub(crate) fn original_parameters(rounds: u32) -> serde_json::Map<String, Value> {
+    let mut parameters = trainer::train::original_parameters();
+    parameters.insert("num_iterations".to_owned(), json!(rounds));
+    parameters
 }
 
 /// splitmix64: deterministic noise without a dependency.
@@ -80,7 +67,7 @@ pub(crate) fn train(rounds: u32, stores: u32, items: u32, days: u32) -> String {
     let mut dataset = Dataset::from_slice(&x, &y, FEATURES.len() as i32, true).unwrap();
     let names: Vec<String> = FEATURES.iter().map(|s| (*s).to_owned()).collect();
     dataset.set_feature_names(&names).unwrap();
-    Booster::train(dataset, &original_parameters(rounds))
+    Booster::train(dataset, &Value::Object(original_parameters(rounds)))
         .unwrap()
         .save_string()
         .unwrap()
@@ -93,10 +80,7 @@ pub(crate) fn manifest_for(
     version: &str,
     rounds: u32,
 ) -> ModelManifest {
-    let parameters = match original_parameters(rounds) {
-        Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    };
+    let parameters = original_parameters(rounds);
     ModelManifest {
         format_version: 1,
         name: name.to_owned(),
