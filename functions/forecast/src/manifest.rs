@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::request::{FieldError, ForecastRequest};
+
 /// Version of the manifest schema written by this code.
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 /// File name of the booster inside a model prefix.
@@ -62,6 +64,51 @@ pub struct TrainingDomain {
     pub date_min: String,
     /// Last date in the data, `YYYY-MM-DD`.
     pub date_max: String,
+}
+
+impl TrainingDomain {
+    /// Checks a valid request against the ids the model was trained on: one error per field
+    /// (`loc` + `store` / `item`) whose id the model never saw, naming what it knows.
+    /// An empty id list means the manifest does not say, and accepts every id.
+    pub fn check(&self, request: &ForecastRequest, loc: &[&str]) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        for (field, id, known) in [
+            ("store", request.store.get(), &self.stores),
+            ("item", request.item.get(), &self.items),
+        ] {
+            if known.is_empty() || known.binary_search(&id).is_ok() {
+                continue;
+            }
+            let mut at = loc.to_vec();
+            at.push(field);
+            errors.push(FieldError::new(
+                &at,
+                format!(
+                    "{field} {id} is outside the model's training data; it knows {}",
+                    describe_ids(known)
+                ),
+                "out_of_training_domain",
+            ));
+        }
+        errors
+    }
+}
+
+/// `1..=10` for a contiguous ascending list, otherwise the ids themselves (the first few).
+fn describe_ids(ids: &[u32]) -> String {
+    const SHOWN: usize = 20;
+    match (ids.first(), ids.last()) {
+        (Some(first), Some(last))
+            if u64::from(*last) - u64::from(*first) + 1 == ids.len() as u64 =>
+        {
+            format!("{first}..={last}")
+        }
+        _ => {
+            let shown: Vec<String> = ids.iter().take(SHOWN).map(u32::to_string).collect();
+            let more = if ids.len() > SHOWN { ", ..." } else { "" };
+            format!("{{{}{more}}}", shown.join(", "))
+        }
+    }
 }
 
 /// How many rows went where.
@@ -147,6 +194,64 @@ impl ModelLocation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn domain(stores: Vec<u32>, items: Vec<u32>) -> TrainingDomain {
+        TrainingDomain {
+            stores,
+            items,
+            date_min: "2013-01-01".into(),
+            date_max: "2017-12-31".into(),
+        }
+    }
+
+    fn request(store: u32, item: u32) -> ForecastRequest {
+        ForecastRequest::from_json(
+            &json!({"date": "2018-01-01", "store": store, "item": item}),
+            &["body"],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ids_inside_the_training_domain_pass() {
+        let known = domain((1..=10).collect(), (1..=50).collect());
+        assert_eq!(known.check(&request(1, 50), &["body"]), []);
+        assert_eq!(known.check(&request(10, 1), &["body"]), []);
+    }
+
+    #[test]
+    fn ids_outside_the_training_domain_name_the_field_and_the_known_range() {
+        let known = domain((1..=10).collect(), vec![2, 4, 8]);
+        let errors = known.check(&request(11, 3), &["body", "instances", "7"]);
+        let summary: Vec<(String, &str, &str)> = errors
+            .iter()
+            .map(|e| (e.loc.join("."), e.kind.as_str(), e.msg.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "body.instances.7.store".to_owned(),
+                    "out_of_training_domain",
+                    "store 11 is outside the model's training data; it knows 1..=10"
+                ),
+                (
+                    "body.instances.7.item".to_owned(),
+                    "out_of_training_domain",
+                    "item 3 is outside the model's training data; it knows {2, 4, 8}"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_domain_accepts_every_id() {
+        assert_eq!(
+            domain(vec![], vec![]).check(&request(999, 999), &["body"]),
+            []
+        );
+    }
 
     #[test]
     fn canonical_layout_is_models_name_version() {

@@ -64,7 +64,8 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(loc: &[&str], msg: impl Into<String>, kind: &str) -> Self {
+    /// An error at `loc` of kind `kind`.
+    pub fn new(loc: &[&str], msg: impl Into<String>, kind: &str) -> Self {
         Self {
             loc: loc.iter().map(|s| (*s).to_owned()).collect(),
             msg: msg.into(),

@@ -178,6 +178,9 @@ pub struct PingResponse {
     /// Most rows one request may carry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rows: Option<usize>,
+    /// The stores, items and dates the model was trained on (from its manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<crate::manifest::TrainingDomain>,
 }
 
 /// The `errorType` values the model host reports.

@@ -17,7 +17,7 @@ pub enum ModelResponse {
     /// Predictions, in request order.
     Predictions(PredictionsResponse),
     /// Readiness and metadata.
-    Ping(PingResponse),
+    Ping(Box<PingResponse>),
 }
 
 /// Handles one invocation payload, already parsed into a JSON tree, with the default row
@@ -45,7 +45,7 @@ pub fn respond(
     max_rows: usize,
 ) -> Result<ModelResponse, ModelError> {
     match invocation {
-        ModelInvocation::Ping => Ok(ModelResponse::Ping(ping(model, max_rows))),
+        ModelInvocation::Ping => Ok(ModelResponse::Ping(Box::new(ping(model, max_rows)))),
         ModelInvocation::Predict(input) => predict(model, input).map(ModelResponse::Predictions),
     }
 }
@@ -70,6 +70,7 @@ pub fn ping(model: &LoadedModel, max_rows: usize) -> PingResponse {
         model_etag: model.model_etag.clone(),
         init: Some(model.timings),
         max_rows: Some(max_rows),
+        domain: Some(model.manifest.domain.clone()),
     }
 }
 
