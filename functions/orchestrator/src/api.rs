@@ -1,109 +1,471 @@
 //! Routing and the route handlers.
 
+use std::sync::OnceLock;
+use std::time::Instant;
+
 use forecast::ForecastRequest;
 use forecast::features::{self, Feature};
-use forecast::wire::{DataframeSplit, PingResponse, PredictionsResponse};
-use lambda_http::http::{Method, StatusCode, header};
+use forecast::manifest::TrainingDomain;
+use forecast::wire::{DataframeSplit, ModelIdentity, PingResponse, PredictionsResponse};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use lambda_http::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use crate::error::{ApiError, json_response};
+use crate::config::Limits;
+use crate::decode::{self, BodyError};
+use crate::error::{ApiError, error_builder, json_response};
 use crate::model_client::{ModelCallError, ModelClient};
+use crate::observe::{self, RequestRecord, Trace};
+use crate::schema::{
+    BatchPrediction, BatchResponse, ErrorResponse, ForecastPoint, ForecastResponse, HealthResponse,
+    ModelRef, PredictResponse, openapi_document,
+};
 
-/// The API: a model client plus the model's feature list, learnt once from a ping.
+/// `x-request-id`: the id to quote when asking about a request.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+/// `x-model-version`: the version of the model behind the answer.
+pub const MODEL_VERSION_HEADER: HeaderName = HeaderName::from_static("x-model-version");
+
+/// The API's routes; each path answers one method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /v1/api/predict`
+    Predict,
+    /// `POST /v1/api/predict/batch`
+    Batch,
+    /// `GET /v1/api/forecast`
+    Forecast,
+    /// `GET /v1/api/health`
+    Health,
+    /// `GET /v1/api/openapi.json`
+    OpenApi,
+}
+
+impl Route {
+    /// Every route.
+    pub const ALL: [Self; 5] = [
+        Self::Predict,
+        Self::Batch,
+        Self::Forecast,
+        Self::Health,
+        Self::OpenApi,
+    ];
+
+    /// The path, as API Gateway and the OpenAPI document declare it.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Predict => "/v1/api/predict",
+            Self::Batch => "/v1/api/predict/batch",
+            Self::Forecast => "/v1/api/forecast",
+            Self::Health => "/v1/api/health",
+            Self::OpenApi => "/v1/api/openapi.json",
+        }
+    }
+
+    /// The one method the route answers.
+    pub fn method(self) -> Method {
+        match self {
+            Self::Predict | Self::Batch => Method::POST,
+            Self::Forecast | Self::Health | Self::OpenApi => Method::GET,
+        }
+    }
+
+    /// The `Allow` header value for the route.
+    fn allow(self) -> &'static str {
+        match self {
+            Self::Predict | Self::Batch => "POST",
+            Self::Forecast | Self::Health | Self::OpenApi => "GET",
+        }
+    }
+
+    fn find(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|route| route.path() == path)
+    }
+}
+
+/// What the orchestrator knows about the deployed model, learnt from its first ping.
+#[derive(Debug, Clone)]
+struct ModelInfo {
+    features: Vec<Feature>,
+    columns: Vec<String>,
+    identity: ModelIdentity,
+    domain: Option<TrainingDomain>,
+    max_rows: Option<usize>,
+}
+
+impl ModelInfo {
+    fn from_ping(ping: PingResponse) -> Result<Self, ModelCallError> {
+        let features = Feature::resolve_all(&ping.features).map_err(|e| {
+            ModelCallError::BadResponse(format!("the model needs a feature we cannot build: {e}"))
+        })?;
+        Ok(Self {
+            columns: features::names(&features),
+            features,
+            identity: ping.model,
+            domain: ping.domain,
+            max_rows: ping.max_rows,
+        })
+    }
+}
+
+/// The API: a model client, the request limits, and the model's manifest, learnt once.
 #[derive(Debug)]
 pub struct Orchestrator<C> {
     client: C,
-    features: OnceCell<Vec<Feature>>,
+    limits: Limits,
+    model: OnceCell<ModelInfo>,
 }
 
 impl<C: ModelClient> Orchestrator<C> {
     /// Builds the API around a model client.
-    pub fn new(client: C) -> Self {
+    pub fn new(client: C, limits: Limits) -> Self {
         Self {
             client,
-            features: OnceCell::new(),
+            limits,
+            model: OnceCell::new(),
         }
     }
 
-    /// Answers one HTTP request; never fails, every error becomes a JSON response.
+    /// Answers one HTTP request; never fails, every error becomes a JSON response. Logs one
+    /// line and writes one metrics record per request.
     pub async fn handle(&self, request: Request) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = observe::request_id(&request);
         let method = request.method().clone();
         let path = route_path(&request);
-        let result = match (path.as_str(), method) {
-            ("/v1/api/predict", Method::POST) => self.predict(&request).await,
-            ("/v1/api/predict", _) => Err(ApiError::MethodNotAllowed("POST")),
-            ("/v1/api/health", Method::GET) => Ok(self.health().await),
-            ("/v1/api/health", _) => Err(ApiError::MethodNotAllowed("GET")),
-            _ => Err(ApiError::NotFound),
+        let route = Route::find(&path);
+        let mut trace = Trace::default();
+        let result = match route {
+            None => Err(ApiError::NotFound),
+            Some(route) if route.method() != method => {
+                Err(ApiError::MethodNotAllowed(route.allow()))
+            }
+            Some(route) => self.dispatch(route, &request, &mut trace).await,
         };
-        let response = result.unwrap_or_else(ApiError::into_response);
-        tracing::info!(route = %path, status = response.status().as_u16(), "request answered");
+        let mut response = result.unwrap_or_else(ApiError::into_response);
+
+        let model_version = trace
+            .model_version
+            .clone()
+            .or_else(|| self.model.get().map(|m| m.identity.version.clone()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        for (name, value) in [
+            (REQUEST_ID_HEADER, &request_id),
+            (MODEL_VERSION_HEADER, &model_version),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+
+        let record = RequestRecord {
+            route: route.map_or("unmatched", Route::path),
+            status: response.status().as_u16(),
+            latency_ms: started.elapsed().as_secs_f64() * 1e3,
+            model_invoke_ms: trace.model_invoke.as_secs_f64() * 1e3,
+        };
+        tracing::info!(
+            request_id = %request_id,
+            method = %method,
+            route = record.route,
+            path = %path,
+            status = record.status,
+            latency_ms = record.latency_ms,
+            model_version = %model_version,
+            model_invoke_ms = record.model_invoke_ms,
+            model_invokes = trace.model_invokes,
+            rows = trace.rows,
+            "request answered"
+        );
+        observe::emit_metrics(&record);
         response
     }
 
-    async fn predict(&self, request: &Request) -> Result<Response<Body>, ApiError> {
-        let body = json_body(request)?;
-        let forecast =
-            ForecastRequest::from_json(&body, &["body"]).map_err(ApiError::Validation)?;
-        let features = self.features().await?;
-        let split = DataframeSplit {
-            columns: features::names(features),
-            data: vec![features::build_row(features, &forecast)],
-            index: None,
-        };
-        let payload = json!({ "dataframe_split": split });
-        let answer: PredictionsResponse = decode(self.client.invoke(payload).await?)?;
-        let sales = match answer.predictions.as_slice() {
-            [sales] if sales.is_finite() => *sales,
-            other => {
-                return Err(ModelCallError::BadResponse(format!(
-                    "expected one finite prediction, got {other:?}"
-                ))
-                .into());
-            }
-        };
-        Ok(json_response(ok_builder(), &json!({ "sales": sales })))
+    async fn dispatch(
+        &self,
+        route: Route,
+        request: &Request,
+        trace: &mut Trace,
+    ) -> Result<Response<Body>, ApiError> {
+        match route {
+            Route::Predict => self.predict(request, trace).await,
+            Route::Batch => self.predict_batch(request, trace).await,
+            Route::Forecast => self.forecast(request, trace).await,
+            Route::Health => Ok(self.health(trace).await),
+            Route::OpenApi => Ok(openapi()),
+        }
     }
 
-    async fn health(&self) -> Response<Body> {
-        match self.ping().await {
-            Ok(ping) => json_response(
-                ok_builder(),
-                &json!({ "status": "healthy", "model": ping.model, "num_trees": ping.num_trees }),
-            ),
+    async fn predict(
+        &self,
+        request: &Request,
+        trace: &mut Trace,
+    ) -> Result<Response<Body>, ApiError> {
+        let body = self.json_body(request)?;
+        let forecast =
+            ForecastRequest::from_json(&body, &["body"]).map_err(ApiError::Validation)?;
+        let model = self.model_info().await?;
+        check_domain(model, &[forecast], |_| vec!["body".to_owned()])?;
+        let (sales, _) = self.predict_rows(model, &[forecast], trace).await?;
+        let sales = sales.first().copied().ok_or_else(|| {
+            ModelCallError::BadResponse("no prediction for the request".to_owned())
+        })?;
+        Ok(json_response(ok_builder(), &PredictResponse { sales }))
+    }
+
+    async fn predict_batch(
+        &self,
+        request: &Request,
+        trace: &mut Trace,
+    ) -> Result<Response<Body>, ApiError> {
+        let body = self.json_body(request)?;
+        let requests = decode::batch_instances(&body).map_err(ApiError::Validation)?;
+        drop(body);
+        let model = self.model_info().await?;
+        check_domain(model, &requests, |index| {
+            vec!["body".to_owned(), "instances".to_owned(), index.to_string()]
+        })?;
+        let (sales, identity) = self.predict_rows(model, &requests, trace).await?;
+        let predictions = requests
+            .iter()
+            .zip(sales)
+            .map(|(request, sales)| BatchPrediction {
+                date: request.date.to_string(),
+                store: request.store.get(),
+                item: request.item.get(),
+                sales,
+            })
+            .collect();
+        let answer = BatchResponse {
+            predictions,
+            model: identity.into(),
+        };
+        Ok(json_response(ok_builder(), &answer))
+    }
+
+    async fn forecast(
+        &self,
+        request: &Request,
+        trace: &mut Trace,
+    ) -> Result<Response<Body>, ApiError> {
+        let query = decode::forecast_query(request.uri().query()).map_err(ApiError::Validation)?;
+        let requests = query.requests();
+        let model = self.model_info().await?;
+        check_domain(model, &requests[..1], |_| vec!["query".to_owned()])?;
+        let (sales, identity) = self.predict_rows(model, &requests, trace).await?;
+        let forecast = requests
+            .iter()
+            .zip(sales)
+            .map(|(request, sales)| ForecastPoint {
+                date: request.date.to_string(),
+                sales,
+            })
+            .collect();
+        let answer = ForecastResponse {
+            store: query.first.store.get(),
+            item: query.first.item.get(),
+            start: query.first.date.to_string(),
+            days: query.days,
+            forecast,
+            model: identity.into(),
+        };
+        Ok(json_response(ok_builder(), &answer))
+    }
+
+    async fn health(&self, trace: &mut Trace) -> Response<Body> {
+        let started = Instant::now();
+        let ping = self.ping().await;
+        trace.model_invoke += started.elapsed();
+        trace.model_invokes += 1;
+        match ping {
+            Ok(ping) if ping.status == "ready" => {
+                trace.model_version = Some(ping.model.version.clone());
+                let answer = HealthResponse {
+                    status: "healthy".to_owned(),
+                    model: ModelRef::from(ping.model.clone()),
+                    num_trees: ping.num_trees,
+                };
+                // A healthy ping is as good as the first one: remember the model.
+                if self.model.get().is_none()
+                    && let Ok(info) = ModelInfo::from_ping(ping)
+                {
+                    let _already_set = self.model.set(info);
+                }
+                json_response(ok_builder(), &answer)
+            }
+            Ok(ping) => {
+                tracing::warn!(status = %ping.status, "the model is not ready");
+                not_ready()
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "health check failed");
-                let builder = Response::builder()
-                    .status(StatusCode::SERVICE_UNAVAILABLE)
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .header(header::RETRY_AFTER, "1");
-                json_response(builder, &json!({ "detail": "the model is not ready" }))
+                not_ready()
             }
         }
     }
 
-    async fn ping(&self) -> Result<PingResponse, ModelCallError> {
-        decode(self.client.invoke(json!({ "ping": {} })).await?)
+    fn json_body(&self, request: &Request) -> Result<Value, ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(HeaderValue::as_bytes);
+        decode::json_body(
+            content_type,
+            request.body().as_ref(),
+            self.limits.max_body_bytes,
+        )
+        .map_err(|err| match err {
+            BodyError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+            BodyError::Malformed(message) => ApiError::Malformed(message),
+        })
     }
 
-    /// The model's features, fetched with the first ping that succeeds and then cached.
-    async fn features(&self) -> Result<&[Feature], ModelCallError> {
-        let features = self
-            .features
-            .get_or_try_init(|| async {
-                let ping = self.ping().await?;
-                Feature::resolve_all(&ping.features).map_err(|e| {
-                    ModelCallError::BadResponse(format!(
-                        "the model needs a feature we cannot build: {e}"
-                    ))
-                })
-            })
-            .await?;
-        Ok(features)
+    async fn ping(&self) -> Result<PingResponse, ModelCallError> {
+        decode_answer(self.client.invoke(json!({ "ping": {} })).await?)
     }
+
+    /// The model's manifest, fetched with the first ping that succeeds and then cached.
+    async fn model_info(&self) -> Result<&ModelInfo, ModelCallError> {
+        self.model
+            .get_or_try_init(|| async { ModelInfo::from_ping(self.ping().await?) })
+            .await
+    }
+
+    /// Predicts `requests` in order: split into chunks of at most `chunk_rows` (and the
+    /// model's `max_rows`), invoked with at most `concurrency` in flight, reassembled in
+    /// request order. Every chunk must come back complete, finite and from one model.
+    async fn predict_rows(
+        &self,
+        model: &ModelInfo,
+        requests: &[ForecastRequest],
+        trace: &mut Trace,
+    ) -> Result<(Vec<f64>, ModelIdentity), ModelCallError> {
+        let chunk_rows = self
+            .limits
+            .chunk_rows
+            .min(model.max_rows.unwrap_or(usize::MAX))
+            .max(1);
+        let started = Instant::now();
+        // The futures are built up front (they do nothing until polled); `buffered` polls at
+        // most `concurrency` of them at once and yields their answers in chunk order.
+        let calls: Vec<_> = requests
+            .chunks(chunk_rows)
+            .map(|chunk| self.predict_chunk(model, chunk))
+            .collect();
+        let invokes = calls.len();
+        let chunks: Result<Vec<(Vec<f64>, ModelIdentity)>, ModelCallError> = stream::iter(calls)
+            .buffered(self.limits.concurrency.max(1))
+            .try_collect()
+            .await;
+        trace.model_invoke += started.elapsed();
+        trace.model_invokes += u32::try_from(invokes).unwrap_or(u32::MAX);
+        let chunks = chunks?;
+        let mut predictions = Vec::with_capacity(requests.len());
+        let mut identity: Option<ModelIdentity> = None;
+        for (values, model) in chunks {
+            match &identity {
+                Some(first) if *first != model => {
+                    return Err(ModelCallError::BadResponse(format!(
+                        "chunks answered by two models ({} and {})",
+                        first.version, model.version
+                    )));
+                }
+                Some(_) => {}
+                None => identity = Some(model),
+            }
+            predictions.extend(values);
+        }
+        let identity = identity.ok_or_else(|| {
+            ModelCallError::BadResponse("no rows were sent to the model".to_owned())
+        })?;
+        trace.model_version = Some(identity.version.clone());
+        trace.rows = predictions.len();
+        Ok((predictions, identity))
+    }
+
+    async fn predict_chunk(
+        &self,
+        model: &ModelInfo,
+        chunk: &[ForecastRequest],
+    ) -> Result<(Vec<f64>, ModelIdentity), ModelCallError> {
+        let split = DataframeSplit {
+            columns: model.columns.clone(),
+            data: chunk
+                .iter()
+                .map(|request| features::build_row(&model.features, request))
+                .collect(),
+            index: None,
+        };
+        let answer: PredictionsResponse = decode_answer(
+            self.client
+                .invoke(json!({ "dataframe_split": split }))
+                .await?,
+        )?;
+        if answer.predictions.len() != chunk.len() {
+            return Err(ModelCallError::BadResponse(format!(
+                "expected {} predictions, got {}",
+                chunk.len(),
+                answer.predictions.len()
+            )));
+        }
+        if let Some(bad) = answer.predictions.iter().find(|p| !p.is_finite()) {
+            return Err(ModelCallError::BadResponse(format!(
+                "the model answered a non-finite prediction ({bad})"
+            )));
+        }
+        Ok((answer.predictions, answer.model))
+    }
+}
+
+/// 422 for every request whose store or item the model was not trained on; `loc` gives the
+/// location prefix of request `index`.
+fn check_domain(
+    model: &ModelInfo,
+    requests: &[ForecastRequest],
+    loc: impl Fn(usize) -> Vec<String>,
+) -> Result<(), ApiError> {
+    let Some(domain) = &model.domain else {
+        return Ok(());
+    };
+    let mut errors = Vec::new();
+    for (index, request) in requests.iter().enumerate() {
+        let prefix = loc(index);
+        let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        errors.extend(domain.check(request, &prefix));
+        if errors.len() >= decode::MAX_REPORTED_ERRORS {
+            errors.truncate(decode::MAX_REPORTED_ERRORS);
+            break;
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// The OpenAPI document, serialised once per process.
+fn openapi() -> Response<Body> {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| openapi_document().to_string());
+    let mut response = Response::new(Body::from(text.as_str()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn not_ready() -> Response<Body> {
+    json_response(
+        error_builder(StatusCode::SERVICE_UNAVAILABLE),
+        &ErrorResponse {
+            detail: "the model is not ready".to_owned(),
+        },
+    )
 }
 
 /// The path the routes are matched on. Behind a named HTTP API stage, `lambda_http` prefixes
@@ -133,362 +495,9 @@ fn ok_builder() -> lambda_http::http::response::Builder {
         .header(header::CONTENT_TYPE, "application/json")
 }
 
-fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ModelCallError> {
+fn decode_answer<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ModelCallError> {
     serde_json::from_value(value).map_err(|e| ModelCallError::BadResponse(e.to_string()))
 }
 
-/// The request body as JSON: 400 for a wrong content type, an empty body or bad JSON.
-fn json_body(request: &Request) -> Result<Value, ApiError> {
-    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
-        let is_json = content_type
-            .to_str()
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .eq_ignore_ascii_case("application/json")
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError::Malformed(
-                "content type must be application/json".to_owned(),
-            ));
-        }
-    }
-    let bytes: &[u8] = request.body().as_ref();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::Malformed("the request body is empty".to_owned()));
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::Malformed(format!(
-            "the body is not valid JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use lambda_http::http::Request as HttpRequest;
-
-    use super::*;
-
-    /// A model host that answers pings with `features` and predictions with `predict`,
-    /// recording every payload it receives.
-    struct FakeModel {
-        ping: Result<Vec<&'static str>, ModelCallError>,
-        predict: Result<Value, ModelCallError>,
-        seen: Mutex<Vec<Value>>,
-    }
-
-    impl FakeModel {
-        fn answering(predictions: Value) -> Self {
-            Self {
-                ping: Ok(vec!["store", "item", "month", "day", "year"]),
-                predict: Ok(
-                    json!({"predictions": predictions, "model": {"name": "demand", "version": "v1"}}),
-                ),
-                seen: Mutex::new(Vec::new()),
-            }
-        }
-
-        fn failing(error: ModelCallError) -> Self {
-            Self {
-                predict: Err(error),
-                ..Self::answering(json!([]))
-            }
-        }
-    }
-
-    impl ModelClient for FakeModel {
-        async fn invoke(&self, payload: Value) -> Result<Value, ModelCallError> {
-            self.seen.lock().unwrap().push(payload.clone());
-            if payload.get("ping").is_some() {
-                return self.ping.clone().map(|features| {
-                    json!({
-                        "status": "ready",
-                        "model": {"name": "demand", "version": "v1"},
-                        "features": features,
-                        "num_trees": 3000,
-                        "source_uri": "s3://b/models/demand/v1/",
-                        "model_sha256": "00",
-                        "loaded_at": "2026-01-01T00:00:00Z"
-                    })
-                });
-            }
-            self.predict.clone()
-        }
-    }
-
-    fn request(method: &str, path: &str, content_type: Option<&str>, body: &str) -> Request {
-        let mut builder = HttpRequest::builder().method(method).uri(path);
-        if let Some(content_type) = content_type {
-            builder = builder.header(header::CONTENT_TYPE, content_type);
-        }
-        builder.body(Body::from(body.to_owned())).unwrap()
-    }
-
-    fn post_predict(body: &str) -> Request {
-        request("POST", "/v1/api/predict", Some("application/json"), body)
-    }
-
-    async fn call(model: FakeModel, request: Request) -> (u16, Value, Orchestrator<FakeModel>) {
-        let app = Orchestrator::new(model);
-        let response = app.handle(request).await;
-        let status = response.status().as_u16();
-        let body = serde_json::from_slice(response.body().as_ref()).unwrap();
-        (status, body, app)
-    }
-
-    #[tokio::test]
-    async fn given_a_valid_request_when_predicting_then_the_model_gets_the_manifest_row() {
-        let (status, body, app) = call(
-            FakeModel::answering(json!([12.5])),
-            post_predict(r#"{"date":"2018-01-01","store":1,"item":7}"#),
-        )
-        .await;
-        assert_eq!((status, body), (200, json!({"sales": 12.5})));
-        let seen = app.client.seen.lock().unwrap();
-        assert_eq!(seen[0], json!({"ping": {}}));
-        assert_eq!(
-            seen[1],
-            json!({"dataframe_split": {
-                "columns": ["store", "item", "month", "day", "year"],
-                "data": [[1.0, 7.0, 1.0, 0.0, 2018.0]]
-            }})
-        );
-    }
-
-    #[tokio::test]
-    async fn given_a_model_with_another_feature_order_then_the_row_follows_it() {
-        let model = FakeModel {
-            ping: Ok(vec!["year", "day", "store", "item", "month"]),
-            ..FakeModel::answering(json!([3.0]))
-        };
-        let (status, _, app) = call(
-            model,
-            post_predict(r#"{"date":"2017-12-31","store":2,"item":3}"#),
-        )
-        .await;
-        assert_eq!(status, 200);
-        let seen = app.client.seen.lock().unwrap();
-        assert_eq!(
-            seen[1]["dataframe_split"]["data"],
-            json!([[2017.0, 6.0, 2.0, 3.0, 12.0]])
-        );
-    }
-
-    #[tokio::test]
-    async fn given_a_model_trained_on_calendar_features_then_they_are_built_without_code_change() {
-        let model = FakeModel {
-            ping: Ok(vec![
-                "store",
-                "item",
-                "dayofyear",
-                "weekofyear",
-                "dayofmonth",
-                "quarter",
-                "is_weekend",
-            ]),
-            ..FakeModel::answering(json!([9.5]))
-        };
-        let (status, body, app) = call(
-            model,
-            post_predict(r#"{"date":"2016-12-31","store":4,"item":9}"#),
-        )
-        .await;
-        assert_eq!((status, body), (200, json!({"sales": 9.5})));
-        let seen = app.client.seen.lock().unwrap();
-        assert_eq!(
-            seen[1]["dataframe_split"]["data"],
-            json!([[4.0, 9.0, 366.0, 52.0, 31.0, 4.0, 1.0]])
-        );
-    }
-
-    #[tokio::test]
-    async fn the_feature_list_is_fetched_once_and_cached() {
-        let app = Orchestrator::new(FakeModel::answering(json!([1.0])));
-        for _ in 0..3 {
-            let response = app
-                .handle(post_predict(r#"{"date":"2018-01-01","store":1,"item":1}"#))
-                .await;
-            assert_eq!(response.status(), StatusCode::OK);
-        }
-        let pings = app
-            .client
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|p| p.get("ping").is_some())
-            .count();
-        assert_eq!(pings, 1);
-    }
-
-    #[tokio::test]
-    async fn malformed_bodies_are_400_with_a_detail() {
-        for (content_type, body, needle) in [
-            (Some("application/json"), "{\"date\": ", "not valid JSON"),
-            (Some("application/json"), "", "empty"),
-            (
-                Some("text/plain"),
-                r#"{"date":"2018-01-01","store":1,"item":1}"#,
-                "application/json",
-            ),
-            (None, "[1,", "not valid JSON"),
-        ] {
-            let (status, body, _) = call(
-                FakeModel::answering(json!([1.0])),
-                request("POST", "/v1/api/predict", content_type, body),
-            )
-            .await;
-            assert_eq!(status, 400, "{body}");
-            assert!(body["detail"].as_str().unwrap().contains(needle), "{body}");
-        }
-    }
-
-    #[tokio::test]
-    async fn invalid_fields_are_422_naming_each_field() {
-        let (status, body, app) = call(
-            FakeModel::answering(json!([1.0])),
-            post_predict(r#"{"date":"tomorrow","item":-1}"#),
-        )
-        .await;
-        assert_eq!(status, 422);
-        let locs: Vec<String> = body["detail"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                format!(
-                    "{}:{}",
-                    e["loc"][1].as_str().unwrap(),
-                    e["type"].as_str().unwrap()
-                )
-            })
-            .collect();
-        assert_eq!(
-            locs,
-            [
-                "date:date_parsing",
-                "store:missing",
-                "item:greater_than_equal"
-            ]
-        );
-        assert!(
-            app.client.seen.lock().unwrap().is_empty(),
-            "an invalid request must not reach the model"
-        );
-    }
-
-    #[tokio::test]
-    async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
-        let (status, body, _) = call(
-            FakeModel::answering(json!([])),
-            request("GET", "/v1/api/nope", None, ""),
-        )
-        .await;
-        assert_eq!((status, body), (404, json!({"detail": "Not Found"})));
-        let app = Orchestrator::new(FakeModel::answering(json!([])));
-        let response = app
-            .handle(request("GET", "/v1/api/predict", None, ""))
-            .await;
-        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(response.headers()[header::ALLOW], "POST");
-    }
-
-    #[tokio::test]
-    async fn model_failures_map_to_502_503_504_without_leaking_the_cause() {
-        let secret = "arn:aws:lambda:eu-west-1:123:function:model stack trace at src/x.rs:1";
-        for (error, expected) in [
-            (
-                ModelCallError::FunctionError {
-                    error_type: "Internal".into(),
-                    message: secret.into(),
-                },
-                502,
-            ),
-            (ModelCallError::BadResponse(secret.into()), 502),
-            (ModelCallError::Unavailable(secret.into()), 503),
-            (
-                ModelCallError::FunctionError {
-                    error_type: "ModelUnavailable".into(),
-                    message: secret.into(),
-                },
-                503,
-            ),
-            (ModelCallError::Timeout, 504),
-        ] {
-            let app = Orchestrator::new(FakeModel::failing(error));
-            let response = app
-                .handle(post_predict(r#"{"date":"2018-01-01","store":1,"item":1}"#))
-                .await;
-            assert_eq!(response.status().as_u16(), expected);
-            if expected == 503 {
-                assert!(response.headers().contains_key(header::RETRY_AFTER));
-            }
-            let text = String::from_utf8(response.body().as_ref().to_vec()).unwrap();
-            assert!(text.starts_with(r#"{"detail":"#), "{text}");
-            assert!(
-                !text.contains("arn:") && !text.contains("src/"),
-                "leaked: {text}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn a_prediction_that_is_not_one_finite_number_is_a_502() {
-        for predictions in [json!([]), json!([1.0, 2.0])] {
-            let (status, _, _) = call(
-                FakeModel::answering(predictions),
-                post_predict(r#"{"date":"2018-01-01","store":1,"item":1}"#),
-            )
-            .await;
-            assert_eq!(status, 502);
-        }
-    }
-
-    #[tokio::test]
-    async fn health_is_200_with_the_model_or_503_when_it_cannot_be_reached() {
-        let (status, body, _) = call(
-            FakeModel::answering(json!([])),
-            request("GET", "/v1/api/health", None, ""),
-        )
-        .await;
-        assert_eq!(status, 200);
-        assert_eq!(body["status"], "healthy");
-        assert_eq!(body["model"], json!({"name": "demand", "version": "v1"}));
-
-        let down = FakeModel {
-            ping: Err(ModelCallError::Unavailable("connection refused".into())),
-            ..FakeModel::answering(json!([]))
-        };
-        let (status, body, _) = call(down, request("GET", "/v1/api/health", None, "")).await;
-        assert_eq!(
-            (status, body),
-            (503, json!({"detail": "the model is not ready"}))
-        );
-    }
-
-    #[tokio::test]
-    async fn real_api_gateway_v2_events_are_routed() {
-        let events = [
-            (include_str!("../../../data/events/predict.json"), 200),
-            (include_str!("../../../data/events/health.json"), 200),
-            (
-                include_str!("../../../data/events/predict-malformed.json"),
-                400,
-            ),
-        ];
-        for (event, expected) in events {
-            let request = lambda_http::request::from_str(event).unwrap();
-            let app = Orchestrator::new(FakeModel::answering(json!([4.25])));
-            let response = app.handle(request).await;
-            assert_eq!(response.status().as_u16(), expected, "{event}");
-        }
-    }
-}
+mod tests;

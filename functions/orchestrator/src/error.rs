@@ -7,9 +7,13 @@ use forecast::FieldError;
 use forecast::wire::ModelErrorType;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::model_client::ModelCallError;
+use crate::schema::{ErrorResponse, ValidationError, ValidationErrorResponse};
+
+/// Seconds a client should wait before retrying a 503.
+pub const RETRY_AFTER_SECONDS: &str = "1";
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +21,12 @@ pub enum ApiError {
     /// The body is not JSON (or not the announced content type).
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// The body is larger than the configured limit.
+    #[error("payload too large (limit {limit} bytes)")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The body is JSON but its fields are invalid.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
@@ -36,6 +46,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -57,44 +68,65 @@ impl ApiError {
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let detail = match &self {
-            Self::Malformed(message) => json!(message),
-            Self::Validation(errors) => json!(errors),
-            Self::NotFound => json!("Not Found"),
-            Self::MethodNotAllowed(_) => json!("Method Not Allowed"),
+            Self::Malformed(message) => message.clone(),
+            Self::PayloadTooLarge { limit } => {
+                format!("the request body is larger than the limit of {limit} bytes")
+            }
+            Self::Validation(errors) => {
+                let body = ValidationErrorResponse {
+                    detail: errors.iter().cloned().map(ValidationError::from).collect(),
+                };
+                return json_response(error_builder(status), &body);
+            }
+            Self::NotFound => "Not Found".to_owned(),
+            Self::MethodNotAllowed(_) => "Method Not Allowed".to_owned(),
             Self::Model(cause) => {
                 tracing::error!(error = %cause, status = status.as_u16(), "model call failed");
-                json!(match cause {
+                match cause {
                     _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                         "the model is unavailable, retry later"
                     }
                     ModelCallError::Timeout => "the model did not answer in time",
                     _ => "the model failed to produce a prediction",
-                })
+                }
+                .to_owned()
             }
         };
-        let mut builder = Response::builder()
-            .status(status)
-            .header(header::CONTENT_TYPE, "application/json");
+        let mut builder = error_builder(status);
         if let Self::MethodNotAllowed(allow) = self {
             builder = builder.header(header::ALLOW, allow);
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            builder = builder.header(header::RETRY_AFTER, "1");
-        }
-        json_response(builder, &json!({ "detail": detail }))
+        json_response(builder, &ErrorResponse { detail })
+    }
+}
+
+/// A JSON response with `status`; 503s also say when to retry.
+pub(crate) fn error_builder(status: StatusCode) -> lambda_http::http::response::Builder {
+    let builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json");
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        builder.header(header::RETRY_AFTER, RETRY_AFTER_SECONDS)
+    } else {
+        builder
     }
 }
 
 /// Serialises `value` into a response started by `builder`.
-pub(crate) fn json_response(
+pub(crate) fn json_response<T: Serialize>(
     builder: lambda_http::http::response::Builder,
-    value: &serde_json::Value,
+    value: &T,
 ) -> Response<Body> {
-    let body = Body::from(value.to_string());
-    builder.body(body).unwrap_or_else(|_| {
-        // Only reachable with an invalid header value, which the constants above are not.
-        let mut fallback = Response::new(Body::from(r#"{"detail":"internal error"}"#));
-        *fallback.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        fallback
-    })
+    let body = serde_json::to_string(value).map(Body::from);
+    match body.map(|body| builder.body(body)) {
+        Ok(Ok(response)) => response,
+        // Only reachable with a non-finite number or an invalid header value; the handlers
+        // check predictions are finite and use constant headers.
+        _ => {
+            tracing::error!("a response could not be serialised");
+            let mut fallback = Response::new(Body::from(r#"{"detail":"internal error"}"#));
+            *fallback.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            fallback
+        }
+    }
 }

@@ -6,18 +6,25 @@
 //! invokes the `model` Lambda through the Lambda Invoke API and answers `{"sales": f64}`.
 //! All business rules live here; the model host stays generic.
 //!
-//! Routes: `POST /v1/api/predict`, `GET /v1/api/health`. Errors are JSON `{"detail": ...}`:
-//! 400 malformed body, 422 invalid fields, 404/405 unknown route or method, 502 model error,
-//! 503 model unavailable, 504 model timeout.
+//! Routes: `POST /v1/api/predict`, `POST /v1/api/predict/batch` (chunked, concurrent model
+//! invocations), `GET /v1/api/forecast`, `GET /v1/api/health`, `GET /v1/api/openapi.json`
+//! (generated from the types in [`schema`]). Errors are JSON `{"detail": ...}`: 400 malformed
+//! body, 413 body too large, 422 invalid fields (FastAPI-style list), 404/405 unknown route or
+//! method, 502 model error, 503 model unavailable (with `Retry-After`), 504 model timeout.
+//! Every response carries `x-request-id` and `x-model-version`; every request logs one
+//! structured line and one CloudWatch EMF record ([`observe`]).
 //!
 //! Run it locally with `make dev`; test it with `cargo test -p orchestrator`.
 
 pub mod api;
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod model_client;
+pub mod observe;
+pub mod schema;
 
 pub use api::Orchestrator;
-pub use config::OrchestratorConfig;
+pub use config::{Limits, OrchestratorConfig};
 pub use error::ApiError;
 pub use model_client::{LambdaModelClient, ModelCallError, ModelClient};

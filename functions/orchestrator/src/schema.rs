@@ -1,0 +1,390 @@
+//! The API's bodies as Rust types, and the OpenAPI 3.1 document generated from them.
+//!
+//! Responses are serialised from exactly these types, so the served document
+//! (`GET /v1/api/openapi.json`) cannot drift from what the handlers answer; the request
+//! types describe what `forecast::ForecastRequest::from_json` accepts, and the tests in
+//! `api` drive every documented route and status and validate each answer against this
+//! document.
+
+use forecast::FieldError;
+use forecast::wire::ModelIdentity;
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::decode::{MAX_BATCH_INSTANCES, MAX_FORECAST_DAYS};
+
+/// `POST /v1/api/predict`: one store, one item, one day.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"date": "2018-01-01", "store": 1, "item": 1}))]
+pub struct PredictRequest {
+    /// The day to forecast: `YYYY-MM-DD`, or an ISO 8601 datetime whose calendar day is used.
+    #[schema(example = "2018-01-01")]
+    pub date: String,
+    /// Store id; must be one the model was trained on (422 names the known range).
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub store: u32,
+    /// Item id; must be one the model was trained on (422 names the known range).
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub item: u32,
+}
+
+/// The expected unit sales for one request.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct PredictResponse {
+    /// Expected unit sales.
+    pub sales: f64,
+}
+
+/// `POST /v1/api/predict/batch`: up to 10,000 instances, answered in request order.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchRequest {
+    /// The requests, each `{date, store, item}`.
+    #[schema(min_items = 1, max_items = 10_000)]
+    pub instances: Vec<PredictRequest>,
+}
+
+/// One answered instance of a batch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchPrediction {
+    /// The day forecast, `YYYY-MM-DD`.
+    #[schema(example = "2018-01-01")]
+    pub date: String,
+    /// Store id.
+    pub store: u32,
+    /// Item id.
+    pub item: u32,
+    /// Expected unit sales.
+    pub sales: f64,
+}
+
+/// The model that produced an answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ModelRef {
+    /// Model name.
+    pub name: String,
+    /// Model version.
+    pub version: String,
+}
+
+impl From<ModelIdentity> for ModelRef {
+    fn from(model: ModelIdentity) -> Self {
+        Self {
+            name: model.name,
+            version: model.version,
+        }
+    }
+}
+
+/// The batch's predictions, one per instance, in request order.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One entry per instance, in request order.
+    pub predictions: Vec<BatchPrediction>,
+    /// The model that produced them.
+    pub model: ModelRef,
+}
+
+/// `GET /v1/api/forecast` query parameters.
+#[derive(Debug, Clone, Serialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ForecastParams {
+    /// Store id.
+    #[param(minimum = 1, maximum = 1_000_000)]
+    pub store: u32,
+    /// Item id.
+    #[param(minimum = 1, maximum = 1_000_000)]
+    pub item: u32,
+    /// First day of the series, `YYYY-MM-DD`.
+    #[param(example = "2018-01-01")]
+    pub start: String,
+    /// Number of days, 1..=366.
+    #[param(minimum = 1, maximum = 366)]
+    pub days: u32,
+}
+
+/// One day of a forecast series.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ForecastPoint {
+    /// The day, `YYYY-MM-DD`.
+    #[schema(example = "2018-01-01")]
+    pub date: String,
+    /// Expected unit sales.
+    pub sales: f64,
+}
+
+/// A daily series for one store-item.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ForecastResponse {
+    /// Store id.
+    pub store: u32,
+    /// Item id.
+    pub item: u32,
+    /// First day, `YYYY-MM-DD`.
+    pub start: String,
+    /// Number of days.
+    pub days: u32,
+    /// One entry per day, in date order.
+    pub forecast: Vec<ForecastPoint>,
+    /// The model that produced it.
+    pub model: ModelRef,
+}
+
+/// The model answered a ping.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// Always `healthy`.
+    #[schema(example = "healthy")]
+    pub status: String,
+    /// The model serving predictions.
+    pub model: ModelRef,
+    /// Trees in its booster.
+    pub num_trees: u32,
+}
+
+/// Any error but a validation error.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    /// What went wrong. Failures on the service's side say so without internal detail.
+    pub detail: String,
+}
+
+/// One invalid field.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ValidationError {
+    /// Where: `["body", "store"]`, `["body", "instances", "7", "date"]`, `["query", "days"]`.
+    pub loc: Vec<String>,
+    /// What is wrong, for a human.
+    pub msg: String,
+    /// A stable kind: `missing`, `int_parsing`, `date_parsing`, `greater_than_equal`,
+    /// `less_than_equal`, `out_of_training_domain`, `too_long`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl From<FieldError> for ValidationError {
+    fn from(error: FieldError) -> Self {
+        Self {
+            loc: error.loc,
+            msg: error.msg,
+            kind: error.kind,
+        }
+    }
+}
+
+/// 422: every invalid field (at most 100), FastAPI style.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ValidationErrorResponse {
+    /// The invalid fields.
+    pub detail: Vec<ValidationError>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/api/predict",
+    tag = "forecast",
+    operation_id = "predict",
+    request_body(content = PredictRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Expected unit sales", body = PredictResponse),
+        (status = 400, description = "Malformed JSON, empty body or a content type other than application/json", body = ErrorResponse),
+        (status = 413, description = "Body over the configured limit", body = ErrorResponse),
+        (status = 422, description = "Invalid fields, or a store/item outside the model's training data", body = ValidationErrorResponse),
+        (status = 502, description = "The model returned an error", body = ErrorResponse),
+        (status = 503, description = "The model is throttled or unavailable; retry after `Retry-After` seconds", body = ErrorResponse),
+        (status = 504, description = "The model did not answer in time", body = ErrorResponse),
+    )
+)]
+#[allow(
+    dead_code,
+    reason = "documents the route; the router in `api` serves it"
+)]
+fn predict() {}
+
+#[utoipa::path(
+    post,
+    path = "/v1/api/predict/batch",
+    tag = "forecast",
+    operation_id = "predict_batch",
+    request_body(content = BatchRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One prediction per instance, in request order", body = BatchResponse),
+        (status = 400, description = "Malformed JSON, empty body or a content type other than application/json", body = ErrorResponse),
+        (status = 413, description = "Body over the configured limit", body = ErrorResponse),
+        (status = 422, description = "Invalid instances (each located by index), none, or more than 10,000", body = ValidationErrorResponse),
+        (status = 502, description = "The model returned an error", body = ErrorResponse),
+        (status = 503, description = "The model is throttled or unavailable; retry after `Retry-After` seconds", body = ErrorResponse),
+        (status = 504, description = "The model did not answer in time", body = ErrorResponse),
+    )
+)]
+#[allow(
+    dead_code,
+    reason = "documents the route; the router in `api` serves it"
+)]
+fn predict_batch() {}
+
+#[utoipa::path(
+    get,
+    path = "/v1/api/forecast",
+    tag = "forecast",
+    operation_id = "forecast",
+    params(ForecastParams),
+    responses(
+        (status = 200, description = "A daily series, in date order", body = ForecastResponse),
+        (status = 422, description = "Invalid or missing query parameters, or a store/item outside the model's training data", body = ValidationErrorResponse),
+        (status = 502, description = "The model returned an error", body = ErrorResponse),
+        (status = 503, description = "The model is throttled or unavailable; retry after `Retry-After` seconds", body = ErrorResponse),
+        (status = 504, description = "The model did not answer in time", body = ErrorResponse),
+    )
+)]
+#[allow(
+    dead_code,
+    reason = "documents the route; the router in `api` serves it"
+)]
+fn forecast() {}
+
+#[utoipa::path(
+    get,
+    path = "/v1/api/health",
+    tag = "operations",
+    operation_id = "health",
+    responses(
+        (status = 200, description = "The model answered a ping", body = HealthResponse),
+        (status = 503, description = "The model cannot be reached or is not ready", body = ErrorResponse),
+    )
+)]
+#[allow(
+    dead_code,
+    reason = "documents the route; the router in `api` serves it"
+)]
+fn health() {}
+
+#[utoipa::path(
+    get,
+    path = "/v1/api/openapi.json",
+    tag = "operations",
+    operation_id = "openapi",
+    responses(
+        (status = 200, description = "This document", body = Object),
+    )
+)]
+#[allow(
+    dead_code,
+    reason = "documents the route; the router in `api` serves it"
+)]
+fn openapi() {}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Demand forecasting API",
+        description = "Expected unit sales per store, item and day, from a LightGBM model \
+                       served on AWS Lambda. Every error body is JSON `{\"detail\": ...}`; \
+                       unknown routes answer 404 and known routes called with another method \
+                       answer 405 with `Allow`."
+    ),
+    paths(predict, predict_batch, forecast, health, openapi),
+    components(schemas(ValidationError))
+)]
+struct ApiDoc;
+
+/// Headers every response carries.
+const COMMON_HEADERS: [(&str, &str); 2] = [
+    (
+        "x-request-id",
+        "The API Gateway request id, for support and log search",
+    ),
+    (
+        "x-model-version",
+        "Version of the model that served (or would serve) the request; `unknown` before the model was first reached",
+    ),
+];
+
+/// The OpenAPI 3.1 document of the API, as JSON.
+pub fn openapi_document() -> Value {
+    let mut doc = match serde_json::to_value(ApiDoc::openapi()) {
+        Ok(doc) => doc,
+        // The document is built from constants; serialising it cannot fail.
+        Err(_) => return json!({"openapi": "3.1.0"}),
+    };
+    // The limits are constants of the code; say them in the document too.
+    doc["info"]["x-limits"] = json!({
+        "max_batch_instances": MAX_BATCH_INSTANCES,
+        "max_forecast_days": MAX_FORECAST_DAYS,
+    });
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in operation.values_mut() {
+                let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                    continue;
+                };
+                for (status, response) in responses.iter_mut() {
+                    let mut headers = serde_json::Map::new();
+                    for (name, description) in COMMON_HEADERS {
+                        headers.insert(
+                            name.to_owned(),
+                            json!({"description": description, "schema": {"type": "string"}}),
+                        );
+                    }
+                    if status == "503" {
+                        headers.insert(
+                            "retry-after".to_owned(),
+                            json!({"description": "Seconds to wait before retrying", "schema": {"type": "string"}}),
+                        );
+                    }
+                    response["headers"] = Value::Object(headers);
+                }
+            }
+        }
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_every_route() {
+        let doc = openapi_document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            paths,
+            [
+                "/v1/api/forecast",
+                "/v1/api/health",
+                "/v1/api/openapi.json",
+                "/v1/api/predict",
+                "/v1/api/predict/batch",
+            ]
+        );
+        let batch = &doc["components"]["schemas"]["BatchRequest"]["properties"]["instances"];
+        assert_eq!(batch["maxItems"], MAX_BATCH_INSTANCES);
+        let days = doc["paths"]["/v1/api/forecast"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "days")
+            .unwrap();
+        assert_eq!(days["schema"]["maximum"], MAX_FORECAST_DAYS);
+        assert_eq!(days["required"], true);
+    }
+
+    #[test]
+    fn every_response_documents_the_common_headers() {
+        let doc = openapi_document();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    for (name, _) in COMMON_HEADERS {
+                        assert!(
+                            response["headers"].get(name).is_some(),
+                            "{method} {path} {status} lacks {name}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
