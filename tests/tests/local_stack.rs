@@ -1,5 +1,6 @@
-//! The walking skeleton end to end: generated data -> trained booster -> real S3 server ->
-//! model Lambda -> orchestrator Lambda -> HTTP, all on 127.0.0.1.
+//! The whole service end to end: generated data -> trained booster -> real S3 server ->
+//! model Lambda -> orchestrator Lambda -> HTTP (predict, batch, forecast, health, OpenAPI),
+//! all on 127.0.0.1.
 
 // Integration-test helpers panic on purpose: a failed setup step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -41,6 +42,25 @@ fn train_small_model(dir: &Path) -> TrainedModel {
 fn booster_prediction(model: &TrainedModel, row: [f64; 5]) -> f64 {
     let booster = lightgbm3::Booster::from_file(model.model_path.to_str().unwrap()).unwrap();
     booster.predict(&row, 5, true).unwrap()[0]
+}
+
+/// The original service's feature row for one request: store, item, month, weekday (Mon=0),
+/// year, written out here independently of the `forecast` crate.
+fn feature_row(date: chrono::NaiveDate, store: u32, item: u32) -> [f64; 5] {
+    use chrono::Datelike;
+    [
+        f64::from(store),
+        f64::from(item),
+        f64::from(date.month()),
+        f64::from(date.weekday().num_days_from_monday()),
+        f64::from(date.year()),
+    ]
+}
+
+/// What the booster itself predicts for flattened 5-column rows.
+fn booster_predictions(model: &TrainedModel, rows: &[f64]) -> Vec<f64> {
+    let booster = lightgbm3::Booster::from_file(model.model_path.to_str().unwrap()).unwrap();
+    booster.predict(rows, 5, true).unwrap()
 }
 
 async fn post_json(client: &reqwest::Client, url: &str, body: &str) -> (u16, Value) {
@@ -136,6 +156,118 @@ async fn predict_and_health_over_http_through_the_local_stack() {
     let health: Value = response.json().await.unwrap();
     assert_eq!(health["status"], "healthy");
     assert_eq!(health["model"], json!({"name": "demand", "version": "e2e"}));
+
+    // AND every answer carries API Gateway-style request ids and the model's version
+    let response = http
+        .post(&predict_url)
+        .header("content-type", "application/json")
+        .body(r#"{"date": "2018-01-01", "store": 2, "item": 3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-model-version"], "e2e");
+    assert!(!response.headers()["x-request-id"].is_empty());
+
+    // AND a 10,000-row batch comes back complete, in request order, each row the booster's own
+    let instances: Vec<(chrono::NaiveDate, u32, u32)> = (0..10_000u32)
+        .map(|i| {
+            let date = chrono::NaiveDate::from_ymd_opt(2018, 1, 1).unwrap()
+                + chrono::Days::new(u64::from(i * 7 % 365));
+            (date, i % 3 + 1, (i / 3) % 4 + 1)
+        })
+        .collect();
+    let body = json!({"instances": instances
+        .iter()
+        .map(|(date, store, item)| json!({"date": date.to_string(), "store": store, "item": item}))
+        .collect::<Vec<_>>()});
+    let started = std::time::Instant::now();
+    let (status, answer) = post_json(
+        &http,
+        &watch.function_url("orchestrator", "/v1/api/predict/batch"),
+        &body.to_string(),
+    )
+    .await;
+    let batch_time = started.elapsed();
+    assert_eq!(status, 200, "{answer}\n{}", watch.log_tail());
+    assert_eq!(answer["model"], json!({"name": "demand", "version": "e2e"}));
+    let rows: Vec<f64> = instances
+        .iter()
+        .flat_map(|(date, store, item)| feature_row(*date, *store, *item))
+        .collect();
+    let expected = booster_predictions(&model, &rows);
+    let predictions = answer["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 10_000);
+    for (index, ((prediction, (date, store, item)), expected)) in predictions
+        .iter()
+        .zip(&instances)
+        .zip(&expected)
+        .enumerate()
+    {
+        assert_eq!(prediction["date"], date.to_string(), "row {index}");
+        assert_eq!(
+            (&prediction["store"], &prediction["item"]),
+            (&json!(store), &json!(item))
+        );
+        assert_eq!(
+            prediction["sales"].as_f64().map(f64::to_bits),
+            Some(expected.to_bits()),
+            "row {index}"
+        );
+    }
+    eprintln!("10,000-row batch through the local stack: {batch_time:?}");
+
+    // AND a 30-day forecast is the daily series of the same predictions
+    let response = http
+        .get(watch.function_url(
+            "orchestrator",
+            "/v1/api/forecast?store=2&item=3&start=2018-01-01&days=30",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let series: Value = response.json().await.unwrap();
+    let days = series["forecast"].as_array().unwrap();
+    assert_eq!(days.len(), 30);
+    assert_eq!(days[0], json!({"date": "2018-01-01", "sales": sales}));
+    let start = chrono::NaiveDate::from_ymd_opt(2018, 1, 1).unwrap();
+    let rows: Vec<f64> = (0..30)
+        .flat_map(|d| feature_row(start + chrono::Days::new(d), 2, 3))
+        .collect();
+    let served: Vec<u64> = days
+        .iter()
+        .map(|d| d["sales"].as_f64().unwrap().to_bits())
+        .collect();
+    let expected: Vec<u64> = booster_predictions(&model, &rows)
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    assert_eq!(served, expected);
+
+    // AND a store the model never saw is a 422 naming the known stores
+    let (status, body) = post_json(
+        &http,
+        &predict_url,
+        r#"{"date": "2018-01-01", "store": 4, "item": 1}"#,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["detail"][0]["type"], "out_of_training_domain");
+    assert!(
+        body["detail"][0]["msg"].as_str().unwrap().contains("1..=3"),
+        "{body}"
+    );
+
+    // AND the OpenAPI document is served
+    let response = http
+        .get(watch.function_url("orchestrator", "/v1/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let doc: Value = response.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/api/predict/batch"]["post"].is_object());
 
     // AND malformed JSON is a 400 with a detail
     let (status, body) =
