@@ -83,6 +83,9 @@ The stack is up (logs in $LOGS/). Try:
 
   curl -s -X POST $url/predict -H 'content-type: application/json' -d '{"date": "2018-01-01", "store": 1, "item": 1}'
   curl -s $url/health
+  curl -s -X POST $url/predict/batch -H 'content-type: application/json' -d '{"instances": [{"date": "2018-01-01", "store": 1, "item": 1}, {"date": "2018-01-02", "store": 2, "item": 3}]}'
+  curl -s "$url/forecast?store=1&item=1&start=2018-01-01&days=7"
+  curl -s $url/openapi.json
 
 Press Ctrl-C to stop.
 MSG
