@@ -109,4 +109,63 @@ mod tests {
         let err = parse_date(&long).unwrap_err();
         assert_eq!(err.input.len(), MAX_ECHO);
     }
+
+    mod properties {
+        use chrono::Days;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Any day of years 1..=9999 (the range `YYYY-MM-DD` can write).
+        fn any_date() -> impl Strategy<Value = NaiveDate> {
+            (0u64..3_652_059)
+                .prop_map(|offset| NaiveDate::from_ymd_opt(1, 1, 1).unwrap() + Days::new(offset))
+        }
+
+        proptest! {
+            #[test]
+            fn any_text_parses_or_is_rejected_with_a_short_echo(input in any::<String>()) {
+                if let Err(err) = parse_date(&input) {
+                    prop_assert!(err.input.chars().count() <= MAX_ECHO);
+                }
+            }
+
+            #[test]
+            fn what_parses_has_a_canonical_form_that_parses_the_same(
+                input in "[0-9 T:Z+.-]{0,32}",
+            ) {
+                if let Ok(date) = parse_date(&input) {
+                    let canonical = date.format("%Y-%m-%d").to_string();
+                    prop_assert_eq!(parse_date(&canonical), Ok(date), "{} -> {}", input, canonical);
+                }
+            }
+
+            #[test]
+            fn calendar_dates_round_trip(date in any_date()) {
+                prop_assert_eq!(parse_date(&date.format("%Y-%m-%d").to_string()), Ok(date));
+            }
+
+            #[test]
+            fn datetimes_keep_the_written_date(
+                date in any_date(),
+                (h, m, s) in (0u32..24, 0u32..60, 0u32..60),
+                nanos in 0u32..1_000_000_000,
+                offset_minutes in -(23 * 60 + 59)..=(23 * 60 + 59i32),
+                separator in prop::sample::select(vec!['T', ' ']),
+            ) {
+                let day = date.format("%Y-%m-%d");
+                let sign = if offset_minutes < 0 { '-' } else { '+' };
+                let (oh, om) = (offset_minutes.abs() / 60, offset_minutes.abs() % 60);
+                for text in [
+                    format!("{day}{separator}{h:02}:{m:02}:{s:02}"),
+                    format!("{day}{separator}{h:02}:{m:02}:{s:02}.{nanos:09}"),
+                    format!("{day}T{h:02}:{m:02}:{s:02}Z"),
+                    format!("{day}{separator}{h:02}:{m:02}:{s:02}{sign}{oh:02}:{om:02}"),
+                    format!("  {day}  "),
+                ] {
+                    prop_assert_eq!(parse_date(&text), Ok(date), "{}", text);
+                }
+            }
+        }
+    }
 }

@@ -250,4 +250,77 @@ mod tests {
                 .contains("known features: store, item, month, day, year")
         );
     }
+
+    mod properties {
+        use chrono::{Datelike, Days, NaiveDate};
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::request::{ItemId, MAX_ID, StoreId};
+
+        fn any_request() -> impl Strategy<Value = ForecastRequest> {
+            (0u64..3_652_059, 1..=MAX_ID, 1..=MAX_ID).prop_map(|(offset, store, item)| {
+                ForecastRequest {
+                    date: NaiveDate::from_ymd_opt(1, 1, 1).unwrap() + Days::new(offset),
+                    store: StoreId::new(store).unwrap(),
+                    item: ItemId::new(item).unwrap(),
+                }
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn every_feature_row_is_finite_and_in_its_range(
+                request in any_request(),
+                features in prop::sample::subsequence(ALL_FEATURES.to_vec(), 0..=ALL_FEATURES.len())
+                    .prop_shuffle(),
+            ) {
+                let row = build_row(&features, &request);
+                prop_assert_eq!(row.len(), features.len());
+                for (feature, value) in features.iter().zip(&row) {
+                    prop_assert!(value.is_finite() && value.fract() == 0.0);
+                    let (lo, hi) = match feature {
+                        Feature::Store | Feature::Item => (1.0, f64::from(MAX_ID)),
+                        Feature::Month => (1.0, 12.0),
+                        Feature::Day => (0.0, 6.0),
+                        Feature::Year => (1.0, 9999.0),
+                        Feature::DayOfYear => (1.0, 366.0),
+                        Feature::WeekOfYear => (1.0, 53.0),
+                        Feature::DayOfMonth => (1.0, 31.0),
+                        Feature::Quarter => (1.0, 4.0),
+                        Feature::IsWeekend => (0.0, 1.0),
+                    };
+                    prop_assert!((lo..=hi).contains(value), "{} = {}", feature.name(), value);
+                }
+            }
+
+            #[test]
+            fn consecutive_days_step_the_weekday(request in any_request()) {
+                let Some(next) = request.date.succ_opt() else { return Ok(()) };
+                let today = Feature::Day.value(request.date, request.store, request.item);
+                let tomorrow = Feature::Day.value(next, request.store, request.item);
+                prop_assert_eq!((today + 1.0) % 7.0, tomorrow);
+                prop_assert_eq!(
+                    Feature::IsWeekend.value(request.date, request.store, request.item),
+                    f64::from(u8::from(today >= 5.0))
+                );
+                prop_assert_eq!(
+                    Feature::Year.value(request.date, request.store, request.item),
+                    f64::from(request.date.year())
+                );
+            }
+
+            #[test]
+            fn feature_names_round_trip(features in prop::sample::subsequence(ALL_FEATURES.to_vec(), 1..=ALL_FEATURES.len())) {
+                let names = names(&features);
+                prop_assert_eq!(Feature::resolve_all(&names), Ok(features.clone()));
+                prop_assert_eq!(parse_feature_set(&names.join(",")), Ok(features));
+            }
+
+            #[test]
+            fn any_feature_set_text_resolves_or_is_rejected(spec in any::<String>()) {
+                let _ = parse_feature_set(&spec);
+            }
+        }
+    }
 }

@@ -16,6 +16,8 @@ pub mod date;
 pub mod features;
 pub mod manifest;
 pub mod request;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod wire;
 
 pub use date::{DateError, parse_date};

@@ -248,4 +248,45 @@ mod tests {
         assert!(ItemId::new(MAX_ID + 1).is_none());
         assert_eq!(StoreId::new(10).map(StoreId::get), Some(10));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::testing::any_json;
+
+        proptest! {
+            #[test]
+            fn any_json_is_a_request_or_located_field_errors(value in any_json()) {
+                match ForecastRequest::from_json(&value, &["body"]) {
+                    Ok(request) => {
+                        prop_assert!(StoreId::new(request.store.get()).is_some());
+                        prop_assert!(ItemId::new(request.item.get()).is_some());
+                    }
+                    Err(errors) => {
+                        prop_assert!(!errors.is_empty() && errors.len() <= 3);
+                        for error in errors {
+                            prop_assert_eq!(&error.loc[0], "body");
+                            prop_assert!(!error.msg.is_empty() && !error.kind.is_empty());
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn valid_requests_round_trip_through_json(
+                offset in 0u64..3_652_059,
+                store in 1..=MAX_ID,
+                item in 1..=MAX_ID,
+            ) {
+                let request = ForecastRequest {
+                    date: NaiveDate::from_ymd_opt(1, 1, 1).unwrap() + chrono::Days::new(offset),
+                    store: StoreId::new(store).unwrap(),
+                    item: ItemId::new(item).unwrap(),
+                };
+                let value = serde_json::to_value(request).unwrap();
+                prop_assert_eq!(ForecastRequest::from_json(&value, &["body"]), Ok(request));
+            }
+        }
+    }
 }

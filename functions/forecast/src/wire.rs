@@ -1773,4 +1773,67 @@ mod tests {
             json!({"errorType": "SchemaMismatch", "errorMessage": "missing column year"})
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::testing::{any_json, any_key};
+
+        proptest! {
+            #[test]
+            fn any_text_decodes_or_is_a_typed_error(text in any::<String>()) {
+                if let Err(err) = ModelInvocation::decode_str(&text, 100) {
+                    prop_assert!(matches!(err.kind, ModelErrorType::InvalidInput | ModelErrorType::SchemaMismatch));
+                    prop_assert!(!err.message.is_empty());
+                }
+            }
+
+            #[test]
+            fn any_json_decodes_the_same_from_text_and_tree(value in any_json()) {
+                let from_text = ModelInvocation::decode_str(&value.to_string(), 100);
+                let from_tree = ModelInvocation::decode_value(&value, 100);
+                prop_assert_eq!(&from_text, &from_tree);
+                if let Ok(ModelInvocation::Predict(input)) = from_text {
+                    prop_assert_eq!(input.values.len(), input.rows * input.width);
+                    prop_assert!(input.rows <= 100);
+                    prop_assert!(input.values.iter().all(|v| v.is_finite()));
+                }
+            }
+
+            #[test]
+            fn dataframe_split_round_trips_in_every_orientation(
+                columns in prop::collection::btree_set(any_key(), 1..6),
+                seed in prop::collection::vec(-1e12f64..1e12, 0..40),
+            ) {
+                let columns: Vec<String> = columns.into_iter().collect();
+                let width = columns.len();
+                let data: Vec<Vec<f64>> = seed.chunks_exact(width).map(<[f64]>::to_vec).collect();
+                let expected = ScoringInput {
+                    columns: Some(columns.clone()),
+                    width,
+                    rows: data.len(),
+                    values: data.concat(),
+                };
+                let split = DataframeSplit { columns: columns.clone(), data: data.clone(), index: None };
+                let records: Vec<Value> = data
+                    .iter()
+                    .map(|row| Value::Object(columns.iter().cloned().zip(row.iter().map(|v| Value::from(*v))).collect()))
+                    .collect();
+                for payload in [
+                    serde_json::json!({ "dataframe_split": split }),
+                    serde_json::json!({ "dataframe_records": records }),
+                    serde_json::json!({ "instances": records }),
+                ] {
+                    match ModelInvocation::decode_str(&payload.to_string(), 100) {
+                        Ok(ModelInvocation::Predict(input)) if input.rows == 0 => {
+                            prop_assert_eq!(input.values.len(), 0);
+                        }
+                        Ok(ModelInvocation::Predict(input)) => prop_assert_eq!(&input, &expected),
+                        other => prop_assert!(false, "{} -> {:?}", payload, other),
+                    }
+                }
+            }
+        }
+    }
 }

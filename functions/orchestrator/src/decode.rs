@@ -396,4 +396,65 @@ mod tests {
             assert_eq!(locs(&forecast_query(Some(query)).unwrap_err()), [expected]);
         }
     }
+
+    mod properties {
+        use forecast::testing::any_json;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #[test]
+            fn any_bytes_are_json_or_a_400_or_a_413(
+                bytes in prop::collection::vec(any::<u8>(), 0..256),
+                content_type in prop::option::of(prop::collection::vec(any::<u8>(), 0..24)),
+                limit in 0usize..300,
+            ) {
+                match json_body(content_type.as_deref(), &bytes, limit) {
+                    Ok(value) => prop_assert_eq!(serde_json::from_slice::<Value>(&bytes).ok(), Some(value)),
+                    Err(BodyError::TooLarge { limit: l }) => prop_assert!(bytes.len() > l),
+                    Err(BodyError::Malformed(message)) => prop_assert!(!message.is_empty()),
+                }
+            }
+
+            #[test]
+            fn any_json_is_a_batch_or_located_errors(value in any_json()) {
+                match batch_instances(&value) {
+                    Ok(requests) => {
+                        let count = value["instances"].as_array().map(Vec::len);
+                        prop_assert_eq!(Some(requests.len()), count);
+                    }
+                    Err(errors) => {
+                        prop_assert!(!errors.is_empty() && errors.len() <= MAX_REPORTED_ERRORS);
+                        prop_assert!(errors.iter().all(|e| e.loc[0] == "body"));
+                    }
+                }
+            }
+
+            #[test]
+            fn any_query_is_a_series_or_query_errors(query in prop::option::of(any::<String>())) {
+                match forecast_query(query.as_deref()) {
+                    Ok(series) => prop_assert_eq!(series.requests().len(), series.days as usize),
+                    Err(errors) => {
+                        prop_assert!(!errors.is_empty());
+                        prop_assert!(errors.iter().all(|e| e.loc[0] == "query"));
+                    }
+                }
+            }
+
+            #[test]
+            fn near_queries_are_a_series_or_query_errors(
+                store in "[0-9x-]{0,8}", item in "[0-9.]{0,8}",
+                start in "[0-9-]{0,12}", days in "[0-9+-]{0,5}",
+            ) {
+                let query = format!("store={store}&item={item}&start={start}&days={days}");
+                if let Ok(series) = forecast_query(Some(&query)) {
+                    let requests = series.requests();
+                    prop_assert_eq!(requests.len(), series.days as usize);
+                    prop_assert!((1..=MAX_FORECAST_DAYS).contains(&series.days));
+                    prop_assert!(requests.windows(2).all(|w| w[0].date.succ_opt() == Some(w[1].date)));
+                }
+            }
+        }
+    }
 }
