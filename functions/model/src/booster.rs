@@ -69,6 +69,48 @@ impl std::fmt::Debug for SharedBooster {
     }
 }
 
+/// Checks the one structure LightGBM's parser trusts blindly: with a `tree_sizes=` header it
+/// slices each tree at those byte offsets without bounds checks, so a truncated or edited
+/// file crashes the process (SIGSEGV) instead of failing. The trees must end exactly where
+/// `end of trees` begins, and that marker must be there.
+fn check_tree_layout(text: &str) -> Result<(), String> {
+    const END: &str = "end of trees";
+    let truncated = || format!("the model text is truncated or edited: {END:?} is missing");
+    let end = text
+        .match_indices(END)
+        .find(|(at, _)| *at == 0 || text.as_bytes().get(at - 1) == Some(&b'\n'))
+        .map(|(at, _)| at)
+        .ok_or_else(truncated)?;
+    let Some(sizes) = text
+        .lines()
+        .take_while(|line| !line.starts_with("Tree="))
+        .find_map(|line| line.strip_prefix("tree_sizes="))
+    else {
+        return Ok(());
+    };
+    let mut total = 0usize;
+    for size in sizes.split_whitespace() {
+        let size: usize = size
+            .parse()
+            .map_err(|_| format!("tree_sizes has a non-number {size:?}"))?;
+        total = total
+            .checked_add(size)
+            .ok_or_else(|| "tree_sizes overflows".to_owned())?;
+    }
+    let first_tree = text
+        .match_indices("Tree=")
+        .find(|(at, _)| text.as_bytes().get(at.wrapping_sub(1)) == Some(&b'\n'))
+        .map(|(at, _)| at)
+        .ok_or_else(|| "tree_sizes is declared but there are no trees".to_owned())?;
+    if first_tree.checked_add(total) != Some(end) {
+        return Err(format!(
+            "the model text is truncated or edited: tree_sizes add up to {total} bytes, the trees take {}",
+            end.saturating_sub(first_tree)
+        ));
+    }
+    Ok(())
+}
+
 impl SharedBooster {
     /// Parses a booster from LightGBM's text format and prepares its single-row fast path.
     pub fn from_model_text(text: &str) -> Result<Self, BoosterLoadError> {
@@ -87,6 +129,7 @@ impl SharedBooster {
                 "feature name {name:?} is longer than {MAX_FEATURE_NAME_BYTES} bytes"
             )));
         }
+        check_tree_layout(text).map_err(Corrupt)?;
         let mut booster = Booster::from_string(text).map_err(|e| Corrupt(e.to_string()))?;
         let num_features = usize::try_from(booster.num_features())
             .ok()
@@ -202,6 +245,32 @@ mod tests {
             }
         }
         rows
+    }
+
+    #[test]
+    fn a_model_text_cut_anywhere_is_corrupt_or_loads_never_a_crash() {
+        // LightGBM slices trees by `tree_sizes` without bounds checks: a cut file used to
+        // crash the process. Every cut point now fails cleanly (or loads, when only the
+        // trailing parameters were cut).
+        let text = tiny_model_text();
+        let end = text.find("end of trees").unwrap();
+        let cuts = (1..text.len())
+            .step_by(text.len() / 97 + 1)
+            .chain([end, end + 3]);
+        for cut in cuts {
+            let Some(prefix) = text.get(..cut) else {
+                continue;
+            };
+            match SharedBooster::from_model_text(prefix) {
+                Ok(_) => assert!(cut > end, "loaded a booster cut at {cut} of {end}"),
+                Err(BoosterLoadError::Corrupt(_) | BoosterLoadError::Unsupported(_)) => {}
+            }
+        }
+        let edited = text.replacen("tree_sizes=", "tree_sizes=1 ", 1);
+        assert!(matches!(
+            SharedBooster::from_model_text(&edited),
+            Err(BoosterLoadError::Corrupt(message)) if message.contains("tree_sizes")
+        ));
     }
 
     #[test]
