@@ -51,8 +51,14 @@ impl LambdaModelClient {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .operation_timeout(config.model_timeout)
             .build();
+        // A client waits on this call: one quick retry of a throttled or failed invoke, then
+        // 503 with `Retry-After` rather than the SDK's default backoff eating the timeout.
+        let retries = aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(2)
+            .with_initial_backoff(std::time::Duration::from_millis(50));
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(timeouts)
+            .retry_config(retries)
             .load()
             .await;
         Self {
