@@ -107,6 +107,27 @@ pub struct LocalS3 {
 impl LocalS3 {
     /// Starts `moto_server` on a free port and waits until it answers.
     pub fn start(log_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with_env(log_dir, &[])
+    }
+
+    /// Starts `moto_server` on `port` (a port the caller reserved, e.g. one a function was
+    /// told about while nothing listened on it).
+    pub fn start_on(port: u16, log_dir: &Path) -> anyhow::Result<Self> {
+        let mut process = ProcessGroup::spawn(
+            "moto_server",
+            Command::new("moto_server").args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+            &log_dir.join(format!("moto-{port}.log")),
+        )?;
+        wait_for_port(port, &mut process.child, Duration::from_secs(60))?;
+        Ok(Self {
+            process,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// Starts `moto_server` with extra environment (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`,
+    /// after which moto enforces IAM).
+    pub fn start_with_env(log_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         // A free port can be taken by a parallel test between the probe and moto's bind; the
         // loser exits at once, which is checked after the port answers, and tries another.
         let mut last_error = None;
@@ -114,7 +135,9 @@ impl LocalS3 {
             let port = free_port()?;
             let mut process = ProcessGroup::spawn(
                 "moto_server",
-                Command::new("moto_server").args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+                Command::new("moto_server")
+                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                    .envs(env.iter().copied()),
                 &log_dir.join(format!("moto-{port}.log")),
             )?;
             match wait_for_port(port, &mut process.child, Duration::from_secs(60)) {
@@ -132,9 +155,16 @@ impl LocalS3 {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("moto_server did not start")))
     }
 
-    /// An S3 client for this server.
+    /// An S3 client for this server, with the placeholder credentials moto accepts while it
+    /// does not enforce IAM.
     pub async fn client(&self) -> aws_sdk_s3::Client {
-        let credentials = aws_sdk_s3::config::Credentials::new("local", "local", None, None, "e2e");
+        self.client_as("local", "local")
+    }
+
+    /// An S3 client for this server with the given credentials.
+    pub fn client_as(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+        let credentials =
+            aws_sdk_s3::config::Credentials::new(access_key, secret_key, None, None, "e2e");
         let config = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
@@ -149,6 +179,70 @@ impl LocalS3 {
     pub fn pid(&self) -> u32 {
         self.process.child.id()
     }
+
+    /// Creates an IAM user with no policy and returns its access key id and secret, through
+    /// moto's IAM query API (no IAM SDK needed: moto does not check signatures while its
+    /// `INITIAL_NO_AUTH_ACTION_COUNT` lasts).
+    pub fn create_user_without_permissions(&self, name: &str) -> anyhow::Result<(String, String)> {
+        self.iam(&format!(
+            "Action=CreateUser&UserName={name}&Version=2010-05-08"
+        ))?;
+        let answer = self.iam(&format!(
+            "Action=CreateAccessKey&UserName={name}&Version=2010-05-08"
+        ))?;
+        let field = |tag: &str| -> anyhow::Result<String> {
+            let open = format!("<{tag}>");
+            let start = answer
+                .find(&open)
+                .map(|i| i + open.len())
+                .with_context(|| format!("no {tag} in {answer}"))?;
+            let end = answer[start..]
+                .find('<')
+                .map_or(answer.len(), |i| i + start);
+            Ok(answer[start..end].to_owned())
+        };
+        Ok((field("AccessKeyId")?, field("SecretAccessKey")?))
+    }
+
+    /// Attaches an inline policy allowing `s3:GetObject` on everything to IAM user `name`.
+    pub fn allow_get_object(&self, name: &str) -> anyhow::Result<()> {
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":"*"}]}"#;
+        let encoded: String = form_urlencoded_value(policy);
+        self.iam(&format!(
+            "Action=PutUserPolicy&UserName={name}&PolicyName=read-models&PolicyDocument={encoded}&Version=2010-05-08"
+        ))?;
+        Ok(())
+    }
+
+    fn iam(&self, form: &str) -> anyhow::Result<String> {
+        use std::io::Read;
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(host)?;
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: {host}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=local/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        );
+        stream.write_all(request.as_bytes())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        if !answer.starts_with("HTTP/1.1 200") {
+            bail!("moto IAM refused {form}: {answer}");
+        }
+        Ok(answer)
+    }
+}
+
+/// Percent-encodes a form value (RFC 3986 unreserved characters pass).
+fn form_urlencoded_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// `cargo lambda watch` serving both functions of the workspace on 127.0.0.1.
@@ -171,7 +265,9 @@ impl LambdaWatch {
         for (key, value) in LOCAL_AWS_ENV.iter().map(|(k, v)| (*k, (*v).to_owned())) {
             writeln!(file, "{key}={value}")?;
         }
-        writeln!(file, "AWS_ENDPOINT_URL_LAMBDA={base_url}")?;
+        if !env.iter().any(|(key, _)| *key == "AWS_ENDPOINT_URL_LAMBDA") {
+            writeln!(file, "AWS_ENDPOINT_URL_LAMBDA={base_url}")?;
+        }
         for (key, value) in env {
             writeln!(file, "{key}={value}")?;
         }
@@ -219,8 +315,256 @@ impl LambdaWatch {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    /// Process id of the emulator, for diagnostics.
+    /// Process id of the emulator, which is also the process group of the functions it runs.
     pub fn pid(&self) -> u32 {
         self.process.child.id()
     }
+}
+
+/// Trains a small model on generated data (3 stores x 4 items x 2 years, 40 rounds) into
+/// `dir/model`, with `version`.
+pub fn train_small_model(
+    dir: &Path,
+    version: &str,
+) -> anyhow::Result<trainer::train::TrainedModel> {
+    use trainer::generate::{GenerateConfig, generate};
+    let data = GenerateConfig {
+        stores: 3,
+        items: 4,
+        train_end: chrono::NaiveDate::from_ymd_opt(2014, 12, 31).context("a valid date")?,
+        test_days: 1,
+        ..GenerateConfig::default()
+    };
+    generate(&data, &dir.join("data"))?;
+    let history = trainer::data::read_sales_csv(&dir.join("data/train.csv"))?;
+    let config = trainer::train::TrainConfig {
+        version: version.to_owned(),
+        ..trainer::train::TrainConfig::default()
+    }
+    .set("num_iterations", serde_json::json!(40));
+    trainer::train::train(&history, &config, &dir.join("model"))
+}
+
+/// A fault [`FaultProxy`] injects into the Lambda Invoke API, as real Lambda would answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward every request unchanged.
+    None,
+    /// `429 TooManyRequestsException`: the model function is throttled.
+    Throttle,
+    /// `200` with `X-Amz-Function-Error: Unhandled`: the model function failed.
+    FunctionError,
+    /// Forward, but only after this long: the model function is slow.
+    Delay(Duration),
+}
+
+/// An HTTP proxy in front of the Lambda Invoke API on 127.0.0.1 that injects [`Fault`]s;
+/// the orchestrator reaches the model through it (`AWS_ENDPOINT_URL_LAMBDA`).
+#[derive(Debug)]
+pub struct FaultProxy {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    state: std::sync::Arc<std::sync::Mutex<(Fault, String)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Listens on a free port; forwards to nowhere until [`FaultProxy::set_upstream`].
+    pub async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let state = std::sync::Arc::new(std::sync::Mutex::new((Fault::None, String::new())));
+        let shared = std::sync::Arc::clone(&state);
+        let client = reqwest::Client::new();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = std::sync::Arc::clone(&shared);
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let _ = serve_connection(stream, state, client).await;
+                });
+            }
+        });
+        Ok(Self { url, state, task })
+    }
+
+    /// Where requests are forwarded (the emulator's base URL).
+    pub fn set_upstream(&self, upstream: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            upstream.clone_into(&mut state.1);
+        }
+    }
+
+    /// Injects `fault` into every request from now on.
+    pub fn inject(&self, fault: Fault) {
+        if let Ok(mut state) = self.state.lock() {
+            state.0 = fault;
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves HTTP/1.1 requests (with `Content-Length` bodies, keep-alive) on one connection.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    state: std::sync::Arc<std::sync::Mutex<(Fault, String)>>,
+    client: reqwest::Client,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let mut stream = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if stream.read_line(&mut request_line).await? == 0 {
+            return Ok(());
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("GET").to_owned();
+        let target = parts.next().unwrap_or("/").to_owned();
+        let mut headers = Vec::new();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            stream.read_line(&mut line).await?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
+                if name == "content-length" {
+                    length = value.parse()?;
+                }
+                headers.push((name, value));
+            }
+        }
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).await?;
+
+        let (fault, upstream) = state
+            .lock()
+            .map(|s| (s.0, s.1.clone()))
+            .map_err(|_| anyhow::anyhow!("proxy state poisoned"))?;
+        let (status, reply_headers, reply) = match fault {
+            Fault::Throttle => (
+                429,
+                vec![("x-amzn-errortype".to_owned(), "TooManyRequestsException".to_owned())],
+                br#"{"Reason":"ReservedFunctionConcurrentInvocationLimitExceeded","Type":"User","message":"Rate Exceeded."}"#.to_vec(),
+            ),
+            Fault::FunctionError => (
+                200,
+                vec![("x-amz-function-error".to_owned(), "Unhandled".to_owned())],
+                br#"{"errorType":"Internal","errorMessage":"the booster failed at /var/task/src/booster.rs:42"}"#.to_vec(),
+            ),
+            Fault::None | Fault::Delay(_) => {
+                if let Fault::Delay(delay) = fault {
+                    tokio::time::sleep(delay).await;
+                }
+                let method = reqwest::Method::from_bytes(method.as_bytes())?;
+                let mut forward = client.request(method, format!("{upstream}{target}"));
+                for (name, value) in &headers {
+                    if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+                        forward = forward.header(name.as_str(), value.as_str());
+                    }
+                }
+                let answer = forward.body(body).send().await?;
+                let status = answer.status().as_u16();
+                let kept: Vec<(String, String)> = answer
+                    .headers()
+                    .iter()
+                    .filter(|(name, _)| {
+                        let name = name.as_str();
+                        name.starts_with("x-amz") || name == "content-type"
+                    })
+                    .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                    .collect();
+                (status, kept, answer.bytes().await?.to_vec())
+            }
+        };
+        let mut head = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", reply.len());
+        for (name, value) in reply_headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let stream = stream.get_mut();
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&reply).await?;
+        stream.flush().await?;
+    }
+}
+
+/// Fails when an error body shows anything internal: ARNs, object URIs, file paths, SDK or
+/// S3 error codes, model error types or messages, stack traces, local addresses.
+pub fn assert_no_leak(body: &str) {
+    const INTERNAL: [&str; 20] = [
+        "arn:",
+        "s3://",
+        "file://",
+        "/var/",
+        "/tmp/",
+        "/home/",
+        ".rs",
+        "NoSuch",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "sha256",
+        "dispatch failure",
+        "TooManyRequests",
+        "Unhandled",
+        "errorType",
+        "errorMessage",
+        "panicked",
+        "127.0.0.1",
+        "Mismatch",
+        "booster",
+    ];
+    for needle in INTERNAL {
+        assert!(!body.contains(needle), "response leaks {needle:?}: {body}");
+    }
+}
+
+/// Resident set size of every process in the process group of `pid` whose executable name
+/// is `name`, in KiB (from `/proc`, Linux only).
+pub fn group_rss_kib(group: u32, name: &str) -> Vec<(u32, u64)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may contain spaces, so split after ')'.
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let comm = head.split_once(" (").map_or("", |(_, c)| c);
+        let pgrp = rest
+            .split_whitespace()
+            .nth(2)
+            .and_then(|p| p.parse::<u32>().ok());
+        if comm != name || pgrp != Some(group) {
+            continue;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(kib) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        {
+            found.push((pid, kib));
+        }
+    }
+    found
 }

@@ -12,30 +12,14 @@ use e2e::{LambdaWatch, LocalS3};
 use forecast::ModelLocation;
 use model::{InitError, S3ObjectStore, load_model};
 use serde_json::{Value, json};
-use trainer::generate::{GenerateConfig, generate};
-use trainer::train::{TrainConfig, TrainedModel, train};
+use trainer::train::TrainedModel;
 
 const BUCKET: &str = "demand-models-e2e";
 /// The first request compiles and cold-starts both functions.
 const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Trains a small model on generated data (3 stores x 4 items x 2 years, 40 rounds).
 fn train_small_model(dir: &Path) -> TrainedModel {
-    let data = GenerateConfig {
-        stores: 3,
-        items: 4,
-        train_end: chrono::NaiveDate::from_ymd_opt(2014, 12, 31).unwrap(),
-        test_days: 1,
-        ..GenerateConfig::default()
-    };
-    generate(&data, &dir.join("data")).unwrap();
-    let history = trainer::data::read_sales_csv(&dir.join("data/train.csv")).unwrap();
-    let config = TrainConfig {
-        version: "e2e".into(),
-        ..TrainConfig::default()
-    }
-    .set("num_iterations", json!(40));
-    train(&history, &config, &dir.join("model")).unwrap()
+    e2e::train_small_model(dir, "e2e").unwrap()
 }
 
 /// What the booster itself predicts for one feature row, read straight from `model.txt`.

@@ -1,20 +1,21 @@
-//! The model host against a real S3 server (moto on 127.0.0.1): publish a booster, cold-start
-//! from it, serve the booster's own predictions bit for bit, concurrently, and fail each way a
-//! cold start can fail with its own error. Needs `moto_server` (`make deps`).
+//! The model host (in process) against a real S3 server (moto on 127.0.0.1): publish a booster,
+//! cold-start from it, serve the booster's own predictions bit for bit, concurrently, and fail
+//! each way a cold start can fail with its own error. Needs `moto_server` (`make deps`).
 
 // A failed setup step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+#[path = "../../functions/model/tests/support/synthetic.rs"]
+mod synthetic;
 
 use std::sync::{Arc, OnceLock};
 
+use e2e::LocalS3;
 use forecast::{ModelLocation, ModelManifest};
 use model::{FetchErrorKind, InitError, ModelError, ModelHost, ModelResponse, S3ObjectStore};
 use model::{LoadedModel, load_model};
 use serde_json::json;
-use support::moto::LocalS3;
-use support::synthetic::{self, FEATURES};
+use synthetic::FEATURES;
 
 const BUCKET: &str = "model-host-tests";
 const ROUNDS: u32 = 40;
@@ -100,8 +101,9 @@ fn records(rows: &[f64]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_published_booster_is_served_with_its_own_predictions_bit_for_bit() {
     // GIVEN a booster and its manifest published to a real local S3 server
-    let s3 = LocalS3::start(&[]);
-    let client = s3.client();
+    let logs = tempfile::tempdir().unwrap();
+    let s3 = LocalS3::start(logs.path()).unwrap();
+    let client = s3.client().await;
     create_bucket(&client).await;
     let text = model_text();
     let location = publish(&client, "it", &manifest(text), text.as_bytes()).await;
@@ -152,8 +154,9 @@ async fn a_published_booster_is_served_with_its_own_predictions_bit_for_bit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_invocations_answer_what_sequential_ones_do() {
-    let s3 = LocalS3::start(&[]);
-    let client = s3.client();
+    let logs = tempfile::tempdir().unwrap();
+    let s3 = LocalS3::start(logs.path()).unwrap();
+    let client = s3.client().await;
     create_bucket(&client).await;
     let text = model_text();
     let location = publish(&client, "it", &manifest(text), text.as_bytes()).await;
@@ -215,8 +218,9 @@ async fn load(client: &aws_sdk_s3::Client, location: &ModelLocation) -> InitErro
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_cold_start_failure_is_distinct_and_names_the_object() {
-    let s3 = LocalS3::start(&[]);
-    let client = s3.client();
+    let logs = tempfile::tempdir().unwrap();
+    let s3 = LocalS3::start(logs.path()).unwrap();
+    let client = s3.client().await;
     create_bucket(&client).await;
     let text = model_text();
 
@@ -310,12 +314,16 @@ async fn each_cold_start_failure_is_distinct_and_names_the_object() {
 #[tokio::test(flavor = "multi_thread")]
 async fn access_denied_and_rejected_credentials_are_told_apart() {
     // moto checks IAM once its first 5 requests (bucket, two objects, user, key) are spent.
-    let s3 = LocalS3::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "5")]);
-    let admin = s3.client();
+    let logs = tempfile::tempdir().unwrap();
+    let s3 =
+        LocalS3::start_with_env(logs.path(), &[("INITIAL_NO_AUTH_ACTION_COUNT", "5")]).unwrap();
+    let admin = s3.client().await;
     create_bucket(&admin).await;
     let text = model_text();
     let location = publish(&admin, "it", &manifest(text), text.as_bytes()).await;
-    let (key_id, secret) = s3.create_user_without_permissions("model-function");
+    let (key_id, secret) = s3
+        .create_user_without_permissions("model-function")
+        .unwrap();
 
     // A principal without s3:GetObject
     let err = load(&s3.client_as(&key_id, &secret), &location).await;

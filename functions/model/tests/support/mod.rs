@@ -1,4 +1,0 @@
-//! Support shared by the integration tests.
-
-pub(crate) mod moto;
-pub(crate) mod synthetic;

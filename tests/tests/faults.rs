@@ -1,0 +1,451 @@
+//! Faults, end to end through the local stack (real S3 server, `cargo lambda watch`, both
+//! functions): each cold-start fault produces its documented init error and HTTP status, the
+//! orchestrator keeps serving the routes that do not need the model, and the system recovers
+//! by itself once the fault is removed. The model function failing, throttled or slow while
+//! the orchestrator serves maps to 502 / 503 / 504 and heals on the next request.
+//! Every error body is checked for leaked internals.
+
+// Integration-test helpers panic on purpose: a failed setup step is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use e2e::{Fault, FaultProxy, LambdaWatch, LocalS3, assert_no_leak, free_port, train_small_model};
+use forecast::ModelLocation;
+use serde_json::{Value, json};
+
+const BUCKET: &str = "fault-models";
+const PREDICT: &str = r#"{"date": "2018-01-01", "store": 2, "item": 3}"#;
+/// The host retries a failed load at most every 10 s; allow three attempts.
+const RECOVERY: Duration = Duration::from_secs(40);
+
+struct Reply {
+    status: u16,
+    retry_after: Option<String>,
+    text: String,
+}
+
+async fn send(http: &reqwest::Client, request: reqwest::RequestBuilder) -> Reply {
+    let _ = http;
+    let response = request.send().await.unwrap();
+    Reply {
+        status: response.status().as_u16(),
+        retry_after: response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        text: response.text().await.unwrap(),
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap()
+}
+
+async fn predict(http: &reqwest::Client, watch: &LambdaWatch) -> Reply {
+    send(
+        http,
+        http.post(watch.function_url("orchestrator", "/v1/api/predict"))
+            .header("content-type", "application/json")
+            .body(PREDICT),
+    )
+    .await
+}
+
+/// Asserts an error reply is `status` with a `{"detail": string}` body and nothing internal.
+fn assert_error(reply: &Reply, status: u16) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    let body: Value = serde_json::from_str(&reply.text).unwrap();
+    assert!(body["detail"].is_string(), "{}", reply.text);
+    assert_no_leak(&reply.text);
+    if status == 503 {
+        assert_eq!(reply.retry_after.as_deref(), Some("1"));
+    }
+}
+
+/// Polls predict until it answers 200 (the host reloads by itself) and returns how long it took.
+async fn wait_for_recovery(http: &reqwest::Client, watch: &LambdaWatch) -> Duration {
+    let started = Instant::now();
+    loop {
+        let reply = predict(http, watch).await;
+        if reply.status == 200 {
+            let body: Value = serde_json::from_str(&reply.text).unwrap();
+            assert!(body["sales"].as_f64().unwrap().is_finite());
+            return started.elapsed();
+        }
+        assert_error(&reply, 503);
+        assert!(
+            started.elapsed() < RECOVERY,
+            "no recovery within {RECOVERY:?}: {}\n{}",
+            reply.text,
+            watch.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The model function's own answer to a ping: its `errorType` and `errorMessage`.
+async fn model_error(http: &reqwest::Client, watch: &LambdaWatch) -> (String, String) {
+    let reply = send(
+        http,
+        http.post(watch.invoke_url("model")).body(r#"{"ping": {}}"#),
+    )
+    .await;
+    let body: Value = serde_json::from_str(&reply.text).unwrap();
+    (
+        body["errorType"].as_str().unwrap_or_default().to_owned(),
+        body["errorMessage"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// While the model cannot load: the model function reports `ModelUnavailable` naming `code`
+/// and the object; predict, batch, forecast and health answer 503; the OpenAPI document and
+/// validation errors are still served.
+async fn assert_unavailable_but_serving(
+    http: &reqwest::Client,
+    watch: &LambdaWatch,
+    code: &str,
+    object: &str,
+) {
+    assert_error(&predict(http, watch).await, 503);
+    let (error_type, message) = model_error(http, watch).await;
+    assert_eq!(error_type, "ModelUnavailable", "{message}");
+    assert!(
+        message.contains(code) && message.contains(object),
+        "{code} / {object} not in: {message}"
+    );
+    let url = |path: &str| watch.function_url("orchestrator", path);
+    let batch = json!({"instances": [{"date": "2018-01-01", "store": 1, "item": 1}]});
+    for request in [
+        http.post(url("/v1/api/predict/batch"))
+            .header("content-type", "application/json")
+            .body(batch.to_string()),
+        http.get(url(
+            "/v1/api/forecast?store=1&item=1&start=2018-01-01&days=3",
+        )),
+        http.get(url("/v1/api/health")),
+    ] {
+        assert_error(&send(http, request).await, 503);
+    }
+    let doc = send(http, http.get(url("/v1/api/openapi.json"))).await;
+    assert_eq!(doc.status, 200);
+    let invalid = send(
+        http,
+        http.post(url("/v1/api/predict"))
+            .header("content-type", "application/json")
+            .body(r#"{"date": "soon", "store": 1, "item": 1}"#),
+    )
+    .await;
+    assert_eq!(invalid.status, 422, "{}", invalid.text);
+}
+
+/// Publishes the trained model in `work/model` to `bucket` on `client`.
+async fn publish(client: &aws_sdk_s3::Client, work: &std::path::Path) -> ModelLocation {
+    trainer::publish::ensure_bucket(client, BUCKET)
+        .await
+        .unwrap();
+    trainer::publish::publish(client, &work.join("model"), BUCKET)
+        .await
+        .unwrap()
+}
+
+async fn put(client: &aws_sdk_s3::Client, key: &str, body: Vec<u8>) {
+    client
+        .put_object()
+        .bucket(BUCKET)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap();
+}
+
+fn stack_env(s3_endpoint: &str, location: &ModelLocation) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL_S3", s3_endpoint.to_owned()),
+        ("MODEL_URI", location.uri()),
+        ("MODEL_FUNCTION_NAME", "model".to_owned()),
+        ("MODEL_INVOKE_TIMEOUT_MS", "600000".to_owned()),
+    ]
+}
+
+/// How a healthy published model is broken before the functions start.
+#[derive(Debug, Clone, Copy)]
+enum Breakage {
+    /// `model.txt` deleted.
+    KeyMissing,
+    /// `model.txt` cut in half, with a manifest whose sha256 matches the cut text.
+    TruncatedBooster,
+    /// `model.txt` replaced by other bytes; the manifest still names the original sha256.
+    ShaMismatch,
+    /// The manifest lists features the booster was not trained on (sha256 still right).
+    ManifestMismatch,
+}
+
+/// Breaks the published model as `breakage` says; returns the init error code to expect.
+async fn break_model(
+    client: &aws_sdk_s3::Client,
+    location: &ModelLocation,
+    breakage: Breakage,
+) -> &'static str {
+    let text = client
+        .get_object()
+        .bucket(BUCKET)
+        .key(location.model_key())
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .to_vec();
+    let mut manifest: Value = serde_json::from_slice(
+        &client
+            .get_object()
+            .bucket(BUCKET)
+            .key(location.manifest_key())
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let sha = |bytes: &[u8]| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(bytes))
+    };
+    match breakage {
+        Breakage::KeyMissing => {
+            client
+                .delete_object()
+                .bucket(BUCKET)
+                .key(location.model_key())
+                .send()
+                .await
+                .unwrap();
+            "NoSuchKey"
+        }
+        Breakage::TruncatedBooster => {
+            let cut = text[..text.len() / 2].to_vec();
+            manifest["model_sha256"] = json!(sha(&cut));
+            put(client, &location.model_key(), cut).await;
+            put(
+                client,
+                &location.manifest_key(),
+                manifest.to_string().into_bytes(),
+            )
+            .await;
+            "CorruptBooster"
+        }
+        Breakage::ShaMismatch => {
+            let mut other = text.clone();
+            other.extend_from_slice(b"\n# tampered\n");
+            put(client, &location.model_key(), other).await;
+            "ShaMismatch"
+        }
+        Breakage::ManifestMismatch => {
+            manifest["features"] = json!(["store", "item", "dayofyear", "quarter", "year"]);
+            put(
+                client,
+                &location.manifest_key(),
+                manifest.to_string().into_bytes(),
+            )
+            .await;
+            "FeatureMismatch"
+        }
+    }
+}
+
+/// A published model broken as `breakage` says: documented error, other routes served, and
+/// predictions again once the good model is published back — without restarting anything.
+async fn broken_model_heals(breakage: Breakage) {
+    let work = tempfile::tempdir().unwrap();
+    train_small_model(work.path(), "faults").unwrap();
+    let s3 = LocalS3::start(work.path()).unwrap();
+    let client = s3.client().await;
+    let location = publish(&client, work.path()).await;
+    let code = break_model(&client, &location, breakage).await;
+    let watch = LambdaWatch::start(&stack_env(&s3.endpoint, &location), work.path()).unwrap();
+    let http = http();
+
+    let object = match breakage {
+        Breakage::KeyMissing | Breakage::ShaMismatch | Breakage::TruncatedBooster => {
+            location.model_key()
+        }
+        Breakage::ManifestMismatch => location.prefix.clone(),
+    };
+    assert_unavailable_but_serving(&http, &watch, code, &object).await;
+
+    publish(&client, work.path()).await;
+    let healed = wait_for_recovery(&http, &watch).await;
+    eprintln!("{breakage:?}: recovered {healed:?} after the fix");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_booster_heals_once_published() {
+    broken_model_heals(Breakage::KeyMissing).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncated_booster_heals_once_republished() {
+    broken_model_heals(Breakage::TruncatedBooster).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sha256_mismatch_heals_once_republished() {
+    broken_model_heals(Breakage::ShaMismatch).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_booster_mismatch_heals_once_republished() {
+    broken_model_heals(Breakage::ManifestMismatch).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_bucket_heals_once_created_and_published() {
+    let work = tempfile::tempdir().unwrap();
+    train_small_model(work.path(), "faults").unwrap();
+    let s3 = LocalS3::start(work.path()).unwrap();
+    let client = s3.client().await;
+    let location = ModelLocation::new(BUCKET, "demand", "faults");
+    let watch = LambdaWatch::start(&stack_env(&s3.endpoint, &location), work.path()).unwrap();
+    let http = http();
+
+    assert_unavailable_but_serving(&http, &watch, "NoSuchBucket", BUCKET).await;
+
+    publish(&client, work.path()).await;
+    wait_for_recovery(&http, &watch).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_s3_heals_once_it_answers() {
+    let work = tempfile::tempdir().unwrap();
+    train_small_model(work.path(), "faults").unwrap();
+    // The function is told about a port nothing listens on yet.
+    let port = free_port().unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let location = ModelLocation::new(BUCKET, "demand", "faults");
+    let watch = LambdaWatch::start(&stack_env(&endpoint, &location), work.path()).unwrap();
+    let http = http();
+
+    assert_unavailable_but_serving(&http, &watch, "StoreUnreachable", &location.manifest_key())
+        .await;
+
+    let s3 = LocalS3::start_on(port, work.path()).unwrap();
+    publish(&s3.client().await, work.path()).await;
+    wait_for_recovery(&http, &watch).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_denied_is_reported_and_a_permitted_principal_recovers_on_its_next_cold_start() {
+    let work = tempfile::tempdir().unwrap();
+    train_small_model(work.path(), "faults").unwrap();
+    // moto enforces IAM once these 9 set-up requests are spent: head + create bucket, two
+    // objects, two users, two access keys, one inline policy.
+    let s3 =
+        LocalS3::start_with_env(work.path(), &[("INITIAL_NO_AUTH_ACTION_COUNT", "9")]).unwrap();
+    let client = s3.client().await;
+    let location = publish(&client, work.path()).await;
+    let denied = s3.create_user_without_permissions("no-policy").unwrap();
+    let reader = s3.create_user_without_permissions("reader").unwrap();
+    s3.allow_get_object("reader").unwrap();
+
+    let env_as = |(key_id, secret): &(String, String)| {
+        let mut env = stack_env(&s3.endpoint, &location);
+        env.push(("AWS_ACCESS_KEY_ID", key_id.clone()));
+        env.push(("AWS_SECRET_ACCESS_KEY", secret.clone()));
+        env
+    };
+    let http = http();
+    {
+        let denied_dir = work.path().join("denied");
+        std::fs::create_dir_all(&denied_dir).unwrap();
+        let watch = LambdaWatch::start(&env_as(&denied), &denied_dir).unwrap();
+        assert_unavailable_but_serving(&http, &watch, "AccessDenied", &location.manifest_key())
+            .await;
+    }
+    // The permission is fixed (another principal): the next cold start serves.
+    let reader_dir = work.path().join("reader");
+    std::fs::create_dir_all(&reader_dir).unwrap();
+    let watch = LambdaWatch::start(&env_as(&reader), &reader_dir).unwrap();
+    let reply = predict(&http, &watch).await;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text, watch.log_tail());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_throttled_or_slow_model_maps_to_502_503_504_and_heals_on_the_next_request() {
+    let work = tempfile::tempdir().unwrap();
+    train_small_model(work.path(), "faults").unwrap();
+    let s3 = LocalS3::start(work.path()).unwrap();
+    let location = publish(&s3.client().await, work.path()).await;
+    let proxy = FaultProxy::start().await.unwrap();
+    let mut env = stack_env(&s3.endpoint, &location);
+    env.push(("AWS_ENDPOINT_URL_LAMBDA", proxy.url.clone()));
+    // Short enough to test, long enough for a debug build's warm invocations.
+    env.retain(|(key, _)| *key != "MODEL_INVOKE_TIMEOUT_MS");
+    env.push(("MODEL_INVOKE_TIMEOUT_MS", "5000".to_owned()));
+    let watch = LambdaWatch::start(&env, work.path()).unwrap();
+    proxy.set_upstream(&watch.base_url);
+    let http = http();
+
+    // Warm: both functions up, predictions served through the proxy. The first request may
+    // still be compiling or cold-starting, so it is retried until it answers.
+    let started = Instant::now();
+    let healthy = loop {
+        let reply = predict(&http, &watch).await;
+        if reply.status == 200 || started.elapsed() > Duration::from_secs(600) {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        healthy.status,
+        200,
+        "{}\n{}",
+        healthy.text,
+        watch.log_tail()
+    );
+
+    let openapi = watch.function_url("orchestrator", "/v1/api/openapi.json");
+    for (fault, status) in [
+        (Fault::FunctionError, 502),
+        (Fault::Throttle, 503),
+        (Fault::Delay(Duration::from_secs(8)), 504),
+    ] {
+        proxy.inject(fault);
+        assert_error(&predict(&http, &watch).await, status);
+        let series = send(
+            &http,
+            http.get(watch.function_url(
+                "orchestrator",
+                "/v1/api/forecast?store=1&item=1&start=2018-01-01&days=3",
+            )),
+        )
+        .await;
+        assert_error(&series, status);
+        // Health pings the model: not ready while it fails, whatever the failure.
+        let health = send(
+            &http,
+            http.get(watch.function_url("orchestrator", "/v1/api/health")),
+        )
+        .await;
+        assert_error(&health, 503);
+        assert_eq!(send(&http, http.get(&openapi)).await.status, 200);
+
+        proxy.inject(Fault::None);
+        let reply = predict(&http, &watch).await;
+        assert_eq!(reply.status, 200, "{fault:?} did not heal: {}", reply.text);
+        assert_eq!(
+            reply.text, healthy.text,
+            "the same prediction after {fault:?}"
+        );
+    }
+}
