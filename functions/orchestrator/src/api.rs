@@ -207,7 +207,7 @@ impl<C: ModelClient> Orchestrator<C> {
         let body = self.json_body(request)?;
         let forecast =
             ForecastRequest::from_json(&body, &["body"]).map_err(ApiError::Validation)?;
-        let model = self.model_info().await?;
+        let model = self.model_info(trace).await?;
         check_domain(model, &[forecast], |_| vec!["body".to_owned()])?;
         let (sales, _) = self.predict_rows(model, &[forecast], trace).await?;
         let sales = sales.first().copied().ok_or_else(|| {
@@ -224,7 +224,7 @@ impl<C: ModelClient> Orchestrator<C> {
         let body = self.json_body(request)?;
         let requests = decode::batch_instances(&body).map_err(ApiError::Validation)?;
         drop(body);
-        let model = self.model_info().await?;
+        let model = self.model_info(trace).await?;
         check_domain(model, &requests, |index| {
             vec!["body".to_owned(), "instances".to_owned(), index.to_string()]
         })?;
@@ -253,7 +253,7 @@ impl<C: ModelClient> Orchestrator<C> {
     ) -> Result<Response<Body>, ApiError> {
         let query = decode::forecast_query(request.uri().query()).map_err(ApiError::Validation)?;
         let requests = query.requests();
-        let model = self.model_info().await?;
+        let model = self.model_info(trace).await?;
         check_domain(model, &requests[..1], |_| vec!["query".to_owned()])?;
         let (sales, identity) = self.predict_rows(model, &requests, trace).await?;
         let forecast = requests
@@ -328,10 +328,19 @@ impl<C: ModelClient> Orchestrator<C> {
     }
 
     /// The model's manifest, fetched with the first ping that succeeds and then cached.
-    async fn model_info(&self) -> Result<&ModelInfo, ModelCallError> {
-        self.model
+    /// The first call pings the model; its time counts as model invoke time.
+    async fn model_info(&self, trace: &mut Trace) -> Result<&ModelInfo, ModelCallError> {
+        if let Some(model) = self.model.get() {
+            return Ok(model);
+        }
+        let started = Instant::now();
+        let model = self
+            .model
             .get_or_try_init(|| async { ModelInfo::from_ping(self.ping().await?) })
-            .await
+            .await;
+        trace.model_invoke += started.elapsed();
+        trace.model_invokes += 1;
+        model
     }
 
     /// Predicts `requests` in order: split into chunks of at most `chunk_rows` (and the
