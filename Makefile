@@ -13,7 +13,11 @@ MODEL_DIR ?= data/models/demand
 PARITY_VENV := .local/parity-venv
 PARITY_ROUNDS ?= 3000
 
-.PHONY: help deps dev test fmt lint unit e2e bench parity validate build deploy publish-model smoke clean
+FUZZ_SECONDS ?= 60
+FUZZ_HTTP_EXAMPLES ?= 200
+
+.PHONY: help deps dev test fmt lint unit e2e bench parity validate build deploy publish-model smoke clean \
+	test-faults test-load test-fuzz-http fuzz deny
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,9 +32,35 @@ test: deps ## every gate: fmt, clippy, sam lint, unit and end-to-end tests
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	sam validate --lint
+	cargo deny check licenses bans sources
 	cargo build --workspace --bins --locked
 	cargo test --workspace --locked
 	@echo "make test: all gates passed"
+
+deny: deps ## licences, banned crates and sources of every dependency (deny.toml)
+	cargo deny check licenses bans sources
+
+test-faults: deps ## cold-start and serving faults through the local stack, each healing
+	cargo build --workspace --bins --locked
+	cargo test -p e2e --locked --test faults -- --nocapture
+
+test-load: deps ## 10,000 requests at 16 clients through the local stack: errors, p99, RSS
+	cargo build --workspace --bins --locked
+	cargo test -p e2e --locked --test load -- --nocapture
+
+test-fuzz-http: deps ## schemathesis from the served OpenAPI document, >= 2,000 requests
+	cargo build --workspace --bins --locked
+	FUZZ_HTTP_EXAMPLES=$(FUZZ_HTTP_EXAMPLES) FUZZ_HTTP_MIN_REQUESTS=2000 \
+		cargo test -p e2e --locked --test http_fuzz -- --nocapture
+
+fuzz: ## cargo fuzz (nightly) on request and payload decoding, FUZZ_SECONDS each; not in CI
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+	for target in orchestrator_request model_payload; do \
+		mkdir -p fuzz/corpus/$$target && \
+		cargo +nightly fuzz run $$target fuzz/corpus/$$target fuzz/seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 fmt: ## format the code
 	cargo fmt --all

