@@ -14,7 +14,7 @@ PARITY_VENV := .local/parity-venv
 PARITY_ROUNDS ?= 3000
 
 FUZZ_SECONDS ?= 60
-FUZZ_HTTP_EXAMPLES ?= 200
+FUZZ_HTTP_EXAMPLES ?= 800
 
 .PHONY: help deps dev test fmt lint unit e2e bench parity validate build deploy publish-model smoke clean \
 	test-faults test-load test-fuzz-http fuzz deny

@@ -91,7 +91,8 @@ async fn ten_thousand_requests_at_16_clients_without_errors_or_memory_growth() {
     let done = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
     let errors = Arc::new(Mutex::new(Vec::new()));
-    let rss_after_first = Arc::new(Mutex::new(BTreeMap::new()));
+    // RSS of the function processes at the end of every tenth of the run.
+    let rss_after_first = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -133,7 +134,8 @@ async fn ten_thousand_requests_at_16_clients_without_errors_or_memory_growth() {
                     Err(err) => errors.lock().await.push(err.to_string()),
                 }
                 latencies.lock().await.push(elapsed);
-                if done.fetch_add(1, Ordering::SeqCst) + 1 == window {
+                let finished = done.fetch_add(1, Ordering::SeqCst) + 1;
+                if finished % window == 0 {
                     let snapshot: BTreeMap<(String, u32), u64> = ["model", "orchestrator"]
                         .into_iter()
                         .flat_map(|name| {
@@ -142,7 +144,7 @@ async fn ten_thousand_requests_at_16_clients_without_errors_or_memory_growth() {
                                 .map(move |(pid, kib)| ((name.to_owned(), pid), kib))
                         })
                         .collect();
-                    *rss_after_first.lock().await = snapshot;
+                    rss_after_first.lock().await.push((finished, snapshot));
                 }
             }
         }));
@@ -175,7 +177,12 @@ async fn ten_thousand_requests_at_16_clients_without_errors_or_memory_growth() {
 
     // AND every function process that served from the first thousand to the last kept its
     // resident memory within 5%
-    let first = rss_after_first.lock().await.clone();
+    let mut series = rss_after_first.lock().await.clone();
+    series.sort_by_key(|(finished, _)| *finished);
+    for (finished, snapshot) in &series {
+        eprintln!("rss after {finished} requests: {snapshot:?}");
+    }
+    let first = series.first().map(|(_, s)| s.clone()).unwrap_or_default();
     assert!(
         first.keys().any(|(name, _)| name == "model")
             && first.keys().any(|(name, _)| name == "orchestrator"),
