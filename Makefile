@@ -57,9 +57,9 @@ fuzz: ## cargo fuzz (nightly) on request and payload decoding, FUZZ_SECONDS each
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 	for target in orchestrator_request model_payload; do \
-		mkdir -p fuzz/corpus/$$target && \
-		cargo +nightly fuzz run $$target fuzz/corpus/$$target fuzz/seeds/$$target -- \
-			-max_total_time=$(FUZZ_SECONDS) || exit 1; \
+		mkdir -p fuzz/corpus/$$target fuzz/regressions/$$target && \
+		cargo +nightly fuzz run -O $$target fuzz/corpus/$$target fuzz/seeds/$$target \
+			fuzz/regressions/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 
 fmt: ## format the code

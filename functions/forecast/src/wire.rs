@@ -1774,6 +1774,45 @@ mod tests {
         );
     }
 
+    /// Found by `make fuzz` (fuzz/regressions/model_payload): the stream keeps the keys of an
+    /// object of columns as written, a JSON tree sorts them; both describe the same rows.
+    #[test]
+    fn an_object_of_columns_decodes_to_the_same_rows_from_text_and_tree() {
+        let text = r#"{"instances": {"store": [1, 2], "item": [3, 4]}}"#;
+        let value: Value = serde_json::from_str(text).unwrap();
+        let by_name = |invocation: ModelInvocation| -> Vec<(String, Vec<f64>)> {
+            let ModelInvocation::Predict(input) = invocation else {
+                panic!("expected rows");
+            };
+            let names = input.columns.unwrap();
+            let mut columns: Vec<(String, Vec<f64>)> = names
+                .iter()
+                .enumerate()
+                .map(|(c, name)| {
+                    let values = input.values.iter().skip(c).step_by(input.width).copied();
+                    (name.clone(), values.collect())
+                })
+                .collect();
+            columns.sort_by(|a, b| a.0.cmp(&b.0));
+            columns
+        };
+        let streamed = by_name(ModelInvocation::decode_str(text, 10).unwrap());
+        assert_eq!(streamed, by_name(ModelInvocation::decode_value(&value, 10).unwrap()));
+        assert_eq!(
+            streamed,
+            [("item".to_owned(), vec![3.0, 4.0]), ("store".to_owned(), vec![1.0, 2.0])]
+        );
+    }
+
+    /// Found by `make fuzz`: a record naming a column twice is refused from text (what the
+    /// host decodes), where a JSON tree would silently keep the last value.
+    #[test]
+    fn a_record_with_a_repeated_key_is_refused_from_text() {
+        let text = r#"{"dataframe_records": [{"store": 1, "item": 2, "store": 3}]}"#;
+        let err = ModelInvocation::decode_str(text, 10).unwrap_err();
+        assert!(err.message.contains("\"store\" twice"), "{}", err.message);
+    }
+
     mod properties {
         use proptest::prelude::*;
 
