@@ -13,11 +13,18 @@ MODEL_DIR ?= data/models/demand
 PARITY_VENV := .local/parity-venv
 PARITY_ROUNDS ?= 3000
 
+# make bench: a 3000-round model on the full generated data, measured BENCH_REPEATS times.
+BENCH_VENV := .local/bench-venv
+BENCH_MODEL_DIR ?= .local/bench-model
+BENCH_ROUNDS ?= 3000
+BENCH_TRAIN_ROUNDS ?= 3000
+BENCH_REPEATS ?= 3
+
 FUZZ_SECONDS ?= 60
 FUZZ_HTTP_EXAMPLES ?= 800
 
 .PHONY: help deps dev test fmt lint unit e2e bench parity validate build deploy publish-model smoke clean \
-	test-faults test-load test-fuzz-http fuzz deny
+	test-faults test-load test-fuzz-http fuzz deny bench-model
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -77,7 +84,20 @@ e2e: deps ## end-to-end tests only (starts and stops the local stack itself)
 	cargo build --workspace --bins --locked
 	cargo test -p e2e --locked
 
-bench: ## criterion benchmark of the model handler vs raw LightGBM (1, 100, 10,000 rows)
+bench: deps ## everything side by side with the Python stack (FastAPI + MLflow) -> BENCHMARKS.md
+	bench/peer/setup.sh >/dev/null
+	command -v oha >/dev/null 2>&1 || cargo install --locked oha
+	cargo build --release --locked --workspace --bins
+	test -f data/generated/train.csv || target/release/demand generate --out data/generated
+	test -f $(BENCH_MODEL_DIR)/model.txt || target/release/demand train \
+		--data data/generated/train.csv --split none --rounds $(BENCH_ROUNDS) --out $(BENCH_MODEL_DIR)
+	MODEL_BENCH_MODEL_DIR=$(BENCH_MODEL_DIR) cargo bench --locked -p model --bench handler
+	$(BENCH_VENV)/bin/python bench/run.py --model-bin target/release/model \
+		--orchestrator-bin target/release/orchestrator --demand-bin target/release/demand \
+		--model-dir $(BENCH_MODEL_DIR) --train-rounds $(BENCH_TRAIN_ROUNDS) \
+		--repeats $(BENCH_REPEATS) --oha "$$(command -v oha)" --out BENCHMARKS.md
+
+bench-model: ## criterion only: the model handler vs raw LightGBM (1, 100, 10,000 rows)
 	cargo bench --locked -p model --bench handler
 
 parity: ## demand train vs the Python lightgbm package: same data, params, threads, time split
