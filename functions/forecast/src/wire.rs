@@ -1797,10 +1797,16 @@ mod tests {
             columns
         };
         let streamed = by_name(ModelInvocation::decode_str(text, 10).unwrap());
-        assert_eq!(streamed, by_name(ModelInvocation::decode_value(&value, 10).unwrap()));
         assert_eq!(
             streamed,
-            [("item".to_owned(), vec![3.0, 4.0]), ("store".to_owned(), vec![1.0, 2.0])]
+            by_name(ModelInvocation::decode_value(&value, 10).unwrap())
+        );
+        assert_eq!(
+            streamed,
+            [
+                ("item".to_owned(), vec![3.0, 4.0]),
+                ("store".to_owned(), vec![1.0, 2.0])
+            ]
         );
     }
 
