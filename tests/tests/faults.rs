@@ -21,6 +21,8 @@ const RECOVERY: Duration = Duration::from_secs(40);
 
 struct Reply {
     status: u16,
+    /// The answer carries `x-request-id`: the service answered, not the emulator.
+    ours: bool,
     retry_after: Option<String>,
     text: String,
 }
@@ -30,6 +32,7 @@ async fn send(http: &reqwest::Client, request: reqwest::RequestBuilder) -> Reply
     let response = request.send().await.unwrap();
     Reply {
         status: response.status().as_u16(),
+        ours: response.headers().contains_key("x-request-id"),
         retry_after: response
             .headers()
             .get("retry-after")
@@ -130,8 +133,16 @@ async fn assert_unavailable_but_serving(
     ] {
         assert_error(&send(http, request).await, 503);
     }
-    let doc = send(http, http.get(url("/v1/api/openapi.json"))).await;
-    assert_eq!(doc.status, 200);
+    // `cargo lambda watch` now and then loses a large response on a busy machine and
+    // answers its own 500 (without the service's headers); only that is retried.
+    let mut doc = send(http, http.get(url("/v1/api/openapi.json"))).await;
+    for _ in 0..3 {
+        if doc.status != 500 || doc.ours {
+            break;
+        }
+        doc = send(http, http.get(url("/v1/api/openapi.json"))).await;
+    }
+    assert_eq!(doc.status, 200, "{}\n{}", doc.text, watch.log_tail());
     let invalid = send(
         http,
         http.post(url("/v1/api/predict"))
