@@ -91,7 +91,7 @@ bench: deps ## everything side by side with the Python stack (FastAPI + MLflow) 
 	test -f data/generated/train.csv || target/release/demand generate --out data/generated
 	test -f $(BENCH_MODEL_DIR)/model.txt || target/release/demand train \
 		--data data/generated/train.csv --split none --rounds $(BENCH_ROUNDS) --out $(BENCH_MODEL_DIR)
-	MODEL_BENCH_MODEL_DIR=$(BENCH_MODEL_DIR) cargo bench --locked -p model --bench handler
+	MODEL_BENCH_MODEL_DIR=$(abspath $(BENCH_MODEL_DIR)) cargo bench --locked -p model --bench handler
 	$(BENCH_VENV)/bin/python bench/run.py --model-bin target/release/model \
 		--orchestrator-bin target/release/orchestrator --demand-bin target/release/demand \
 		--model-dir $(BENCH_MODEL_DIR) --train-rounds $(BENCH_TRAIN_ROUNDS) \

@@ -85,6 +85,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def portable(text: str, work: Path) -> str:
+    """The report speaks of the repository, not of the machine it ran on: paths become
+    relative to the repository root, the run's work directory `$WORK`, the home `~`."""
+    text = text.replace(str(work), "$WORK")
+    text = text.replace(str(ROOT) + "/", "").replace(str(ROOT), ".")
+    return text.replace(str(Path.home()), "~")
 PEER = ROOT / "bench" / "peer"
 VENV = ROOT / ".local" / "bench-venv"
 COLUMNS = ["store", "item", "month", "day", "year"]
@@ -1194,7 +1202,7 @@ print(json.dumps(res))
         if left:
             self.errors.append("left running: " + "; ".join(left))
         table, report = self.report()
-        Path(self.a.out).write_text(report)
+        Path(self.a.out).write_text(portable(report, self.work))
         print(table)
         print(f"\nreport written to {self.a.out} ({self.elapsed / 60:.1f} min)")
         if self.errors:
