@@ -345,6 +345,39 @@ pub fn train_small_model(
     trainer::train::train(&history, &config, &dir.join("model"))
 }
 
+/// Creates `bucket` on `s3` if needed and publishes the model directory `model_dir` to it.
+pub async fn publish_model(
+    s3: &LocalS3,
+    model_dir: &Path,
+    bucket: &str,
+) -> anyhow::Result<forecast::ModelLocation> {
+    let client = s3.client().await;
+    trainer::publish::ensure_bucket(&client, bucket).await?;
+    trainer::publish::publish(&client, model_dir, bucket).await
+}
+
+/// The functions' environment for a model at `location` on the S3 server at `s3_endpoint`,
+/// with an invoke timeout long enough for the first request to compile and cold-start.
+pub fn stack_env(
+    s3_endpoint: &str,
+    location: &forecast::ModelLocation,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL_S3", s3_endpoint.to_owned()),
+        ("MODEL_URI", location.uri()),
+        ("MODEL_FUNCTION_NAME", "model".to_owned()),
+        ("MODEL_INVOKE_TIMEOUT_MS", "600000".to_owned()),
+    ]
+}
+
+/// A whole number from the environment variable `name`, or `default`.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A fault [`FaultProxy`] injects into the Lambda Invoke API, as real Lambda would answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {

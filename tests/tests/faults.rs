@@ -10,7 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Fault, FaultProxy, LambdaWatch, LocalS3, assert_no_leak, free_port, train_small_model};
+use e2e::{
+    Fault, FaultProxy, LambdaWatch, LocalS3, assert_no_leak, free_port, publish_model, stack_env,
+    train_small_model,
+};
 use forecast::ModelLocation;
 use serde_json::{Value, json};
 
@@ -27,8 +30,7 @@ struct Reply {
     text: String,
 }
 
-async fn send(http: &reqwest::Client, request: reqwest::RequestBuilder) -> Reply {
-    let _ = http;
+async fn send(request: reqwest::RequestBuilder) -> Reply {
     let response = request.send().await.unwrap();
     Reply {
         status: response.status().as_u16(),
@@ -50,7 +52,6 @@ fn http() -> reqwest::Client {
 
 async fn predict(http: &reqwest::Client, watch: &LambdaWatch) -> Reply {
     send(
-        http,
         http.post(watch.function_url("orchestrator", "/v1/api/predict"))
             .header("content-type", "application/json")
             .body(PREDICT),
@@ -92,11 +93,7 @@ async fn wait_for_recovery(http: &reqwest::Client, watch: &LambdaWatch) -> Durat
 
 /// The model function's own answer to a ping: its `errorType` and `errorMessage`.
 async fn model_error(http: &reqwest::Client, watch: &LambdaWatch) -> (String, String) {
-    let reply = send(
-        http,
-        http.post(watch.invoke_url("model")).body(r#"{"ping": {}}"#),
-    )
-    .await;
+    let reply = send(http.post(watch.invoke_url("model")).body(r#"{"ping": {}}"#)).await;
     let body: Value = serde_json::from_str(&reply.text).unwrap();
     (
         body["errorType"].as_str().unwrap_or_default().to_owned(),
@@ -131,20 +128,19 @@ async fn assert_unavailable_but_serving(
         )),
         http.get(url("/v1/api/health")),
     ] {
-        assert_error(&send(http, request).await, 503);
+        assert_error(&send(request).await, 503);
     }
     // `cargo lambda watch` now and then loses a large response on a busy machine and
     // answers its own 500 (without the service's headers); only that is retried.
-    let mut doc = send(http, http.get(url("/v1/api/openapi.json"))).await;
+    let mut doc = send(http.get(url("/v1/api/openapi.json"))).await;
     for _ in 0..3 {
         if doc.status != 500 || doc.ours {
             break;
         }
-        doc = send(http, http.get(url("/v1/api/openapi.json"))).await;
+        doc = send(http.get(url("/v1/api/openapi.json"))).await;
     }
     assert_eq!(doc.status, 200, "{}\n{}", doc.text, watch.log_tail());
     let invalid = send(
-        http,
         http.post(url("/v1/api/predict"))
             .header("content-type", "application/json")
             .body(r#"{"date": "soon", "store": 1, "item": 1}"#),
@@ -153,12 +149,9 @@ async fn assert_unavailable_but_serving(
     assert_eq!(invalid.status, 422, "{}", invalid.text);
 }
 
-/// Publishes the trained model in `work/model` to `bucket` on `client`.
-async fn publish(client: &aws_sdk_s3::Client, work: &std::path::Path) -> ModelLocation {
-    trainer::publish::ensure_bucket(client, BUCKET)
-        .await
-        .unwrap();
-    trainer::publish::publish(client, &work.join("model"), BUCKET)
+/// Publishes the trained model in `work/model` to the fault tests' bucket.
+async fn publish(s3: &LocalS3, work: &std::path::Path) -> ModelLocation {
+    publish_model(s3, &work.join("model"), BUCKET)
         .await
         .unwrap()
 }
@@ -172,15 +165,6 @@ async fn put(client: &aws_sdk_s3::Client, key: &str, body: Vec<u8>) {
         .send()
         .await
         .unwrap();
-}
-
-fn stack_env(s3_endpoint: &str, location: &ModelLocation) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL_S3", s3_endpoint.to_owned()),
-        ("MODEL_URI", location.uri()),
-        ("MODEL_FUNCTION_NAME", "model".to_owned()),
-        ("MODEL_INVOKE_TIMEOUT_MS", "600000".to_owned()),
-    ]
 }
 
 /// How a healthy published model is broken before the functions start.
@@ -282,7 +266,7 @@ async fn broken_model_heals(breakage: Breakage) {
     train_small_model(work.path(), "faults").unwrap();
     let s3 = LocalS3::start(work.path()).unwrap();
     let client = s3.client().await;
-    let location = publish(&client, work.path()).await;
+    let location = publish(&s3, work.path()).await;
     let code = break_model(&client, &location, breakage).await;
     let watch = LambdaWatch::start(&stack_env(&s3.endpoint, &location), work.path()).unwrap();
     let http = http();
@@ -295,7 +279,7 @@ async fn broken_model_heals(breakage: Breakage) {
     };
     assert_unavailable_but_serving(&http, &watch, code, &object).await;
 
-    publish(&client, work.path()).await;
+    publish(&s3, work.path()).await;
     let healed = wait_for_recovery(&http, &watch).await;
     eprintln!("{breakage:?}: recovered {healed:?} after the fix");
 }
@@ -325,14 +309,13 @@ async fn a_missing_bucket_heals_once_created_and_published() {
     let work = tempfile::tempdir().unwrap();
     train_small_model(work.path(), "faults").unwrap();
     let s3 = LocalS3::start(work.path()).unwrap();
-    let client = s3.client().await;
     let location = ModelLocation::new(BUCKET, "demand", "faults");
     let watch = LambdaWatch::start(&stack_env(&s3.endpoint, &location), work.path()).unwrap();
     let http = http();
 
     assert_unavailable_but_serving(&http, &watch, "NoSuchBucket", BUCKET).await;
 
-    publish(&client, work.path()).await;
+    publish(&s3, work.path()).await;
     wait_for_recovery(&http, &watch).await;
 }
 
@@ -351,7 +334,7 @@ async fn an_unreachable_s3_heals_once_it_answers() {
         .await;
 
     let s3 = LocalS3::start_on(port, work.path()).unwrap();
-    publish(&s3.client().await, work.path()).await;
+    publish(&s3, work.path()).await;
     wait_for_recovery(&http, &watch).await;
 }
 
@@ -363,8 +346,7 @@ async fn access_denied_is_reported_and_a_permitted_principal_recovers_on_its_nex
     // objects, two users, two access keys, one inline policy.
     let s3 =
         LocalS3::start_with_env(work.path(), &[("INITIAL_NO_AUTH_ACTION_COUNT", "9")]).unwrap();
-    let client = s3.client().await;
-    let location = publish(&client, work.path()).await;
+    let location = publish(&s3, work.path()).await;
     let denied = s3.create_user_without_permissions("no-policy").unwrap();
     let reader = s3.create_user_without_permissions("reader").unwrap();
     s3.allow_get_object("reader").unwrap();
@@ -396,7 +378,7 @@ async fn a_failing_throttled_or_slow_model_maps_to_502_503_504_and_heals_on_the_
     let work = tempfile::tempdir().unwrap();
     train_small_model(work.path(), "faults").unwrap();
     let s3 = LocalS3::start(work.path()).unwrap();
-    let location = publish(&s3.client().await, work.path()).await;
+    let location = publish(&s3, work.path()).await;
     let proxy = FaultProxy::start().await.unwrap();
     let mut env = stack_env(&s3.endpoint, &location);
     env.push(("AWS_ENDPOINT_URL_LAMBDA", proxy.url.clone()));
@@ -433,23 +415,16 @@ async fn a_failing_throttled_or_slow_model_maps_to_502_503_504_and_heals_on_the_
     ] {
         proxy.inject(fault);
         assert_error(&predict(&http, &watch).await, status);
-        let series = send(
-            &http,
-            http.get(watch.function_url(
-                "orchestrator",
-                "/v1/api/forecast?store=1&item=1&start=2018-01-01&days=3",
-            )),
-        )
+        let series = send(http.get(watch.function_url(
+            "orchestrator",
+            "/v1/api/forecast?store=1&item=1&start=2018-01-01&days=3",
+        )))
         .await;
         assert_error(&series, status);
         // Health pings the model: not ready while it fails, whatever the failure.
-        let health = send(
-            &http,
-            http.get(watch.function_url("orchestrator", "/v1/api/health")),
-        )
-        .await;
+        let health = send(http.get(watch.function_url("orchestrator", "/v1/api/health"))).await;
         assert_error(&health, 503);
-        assert_eq!(send(&http, http.get(&openapi)).await.status, 200);
+        assert_eq!(send(http.get(&openapi)).await.status, 200);
 
         proxy.inject(Fault::None);
         let reply = predict(&http, &watch).await;

@@ -15,19 +15,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use e2e::{LambdaWatch, LocalS3, leaks, train_small_model, workspace_root};
+use e2e::{
+    LambdaWatch, LocalS3, env_number, leaks, publish_model, stack_env, train_small_model,
+    workspace_root,
+};
 use serde_json::Value;
 
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_headers_conformance,response_schema_conformance,\
                       unsupported_method,allow_header_conformance";
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn schemathesis() -> PathBuf {
     std::env::var_os("SCHEMATHESIS").map_or_else(
@@ -64,27 +60,17 @@ async fn the_served_openapi_document_holds_under_schema_driven_fuzzing() {
         "{} is missing: run `make deps`",
         tool.display()
     );
-    let examples = env_number("FUZZ_HTTP_EXAMPLES", 25);
-    let min_requests = env_number("FUZZ_HTTP_MIN_REQUESTS", 100);
+    let examples: u64 = env_number("FUZZ_HTTP_EXAMPLES", 25);
+    let min_requests: u64 = env_number("FUZZ_HTTP_MIN_REQUESTS", 100);
 
     // GIVEN the local stack serving a small model
     let work = tempfile::tempdir().unwrap();
     train_small_model(work.path(), "fuzz").unwrap();
     let s3 = LocalS3::start(work.path()).unwrap();
-    let client = s3.client().await;
-    trainer::publish::ensure_bucket(&client, "fuzz-models")
+    let location = publish_model(&s3, &work.path().join("model"), "fuzz-models")
         .await
         .unwrap();
-    let location = trainer::publish::publish(&client, &work.path().join("model"), "fuzz-models")
-        .await
-        .unwrap();
-    let env = [
-        ("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()),
-        ("MODEL_URI", location.uri()),
-        ("MODEL_FUNCTION_NAME", "model".to_owned()),
-        ("MODEL_INVOKE_TIMEOUT_MS", "600000".to_owned()),
-    ];
-    let watch = LambdaWatch::start(&env, work.path()).unwrap();
+    let watch = LambdaWatch::start(&stack_env(&s3.endpoint, &location), work.path()).unwrap();
     let base = watch.function_url("orchestrator", "");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))

@@ -11,22 +11,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e::{LambdaWatch, LocalS3, descendant_rss_kib, train_small_model};
+use e2e::{
+    LambdaWatch, LocalS3, descendant_rss_kib, env_number, publish_model, stack_env,
+    train_small_model,
+};
 use tokio::sync::Mutex;
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// RSS in KiB of each function process, by pid.
-fn function_rss(watch: &LambdaWatch) -> BTreeMap<(String, u32), u64> {
+/// RSS in KiB of each function process run by the emulator with pid `watch_pid`, by pid.
+fn function_rss(watch_pid: u32) -> BTreeMap<(String, u32), u64> {
     ["model", "orchestrator"]
         .into_iter()
         .flat_map(|name| {
-            descendant_rss_kib(watch.pid(), name)
+            descendant_rss_kib(watch_pid, name)
                 .into_iter()
                 .map(move |(pid, kib)| ((name.to_owned(), pid), kib))
         })
@@ -40,28 +36,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_requests_at_16_clients_without_errors_or_memory_growth() {
-    let total = env_number("LOAD_REQUESTS", 10_000);
-    let clients = env_number("LOAD_CLIENTS", 16);
+    let total: usize = env_number("LOAD_REQUESTS", 10_000);
+    let clients: usize = env_number("LOAD_CLIENTS", 16);
     let window = (total / 10).max(1);
 
     // GIVEN the local stack, warm
     let work = tempfile::tempdir().unwrap();
     train_small_model(work.path(), "load").unwrap();
     let s3 = LocalS3::start(work.path()).unwrap();
-    let client = s3.client().await;
-    trainer::publish::ensure_bucket(&client, "load-models")
+    let location = publish_model(&s3, &work.path().join("model"), "load-models")
         .await
         .unwrap();
-    let location = trainer::publish::publish(&client, &work.path().join("model"), "load-models")
-        .await
-        .unwrap();
-    let env = [
-        ("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()),
-        ("MODEL_URI", location.uri()),
-        ("MODEL_FUNCTION_NAME", "model".to_owned()),
-        ("MODEL_INVOKE_TIMEOUT_MS", "600000".to_owned()),
-    ];
-    let watch = LambdaWatch::start(&env, work.path()).unwrap();
+    let watch = LambdaWatch::start(&stack_env(&s3.endpoint, &location), work.path()).unwrap();
     let url = watch.function_url("orchestrator", "/v1/api/predict");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
@@ -136,14 +122,7 @@ async fn ten_thousand_requests_at_16_clients_without_errors_or_memory_growth() {
                 latencies.lock().await.push(elapsed);
                 let finished = done.fetch_add(1, Ordering::SeqCst) + 1;
                 if finished % window == 0 {
-                    let snapshot: BTreeMap<(String, u32), u64> = ["model", "orchestrator"]
-                        .into_iter()
-                        .flat_map(|name| {
-                            descendant_rss_kib(watch_pid, name)
-                                .into_iter()
-                                .map(move |(pid, kib)| ((name.to_owned(), pid), kib))
-                        })
-                        .collect();
+                    let snapshot = function_rss(watch_pid);
                     rss_after_first.lock().await.push((finished, snapshot));
                 }
             }
@@ -153,7 +132,7 @@ async fn ten_thousand_requests_at_16_clients_without_errors_or_memory_growth() {
         task.await.unwrap();
     }
     let wall = started.elapsed();
-    let rss_after_last = function_rss(&watch);
+    let rss_after_last = function_rss(watch.pid());
 
     // THEN no request failed
     let errors = errors.lock().await;

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{LambdaWatch, LocalS3};
+use e2e::{LambdaWatch, LocalS3, publish_model, stack_env};
 use forecast::ModelLocation;
 use model::{InitError, S3ObjectStore, load_model};
 use serde_json::{Value, json};
@@ -24,8 +24,7 @@ fn train_small_model(dir: &Path) -> TrainedModel {
 
 /// What the booster itself predicts for one feature row, read straight from `model.txt`.
 fn booster_prediction(model: &TrainedModel, row: [f64; 5]) -> f64 {
-    let booster = lightgbm3::Booster::from_file(model.model_path.to_str().unwrap()).unwrap();
-    booster.predict(&row, 5, true).unwrap()[0]
+    booster_predictions(model, &row)[0]
 }
 
 /// The original service's feature row for one request: store, item, month, weekday (Mon=0),
@@ -65,23 +64,13 @@ async fn predict_and_health_over_http_through_the_local_stack() {
     let work = tempfile::tempdir().unwrap();
     let model = train_small_model(work.path());
     let s3 = LocalS3::start(work.path()).unwrap();
-    let s3_client = s3.client().await;
-    trainer::publish::ensure_bucket(&s3_client, BUCKET)
-        .await
-        .unwrap();
-    let location = trainer::publish::publish(&s3_client, &work.path().join("model"), BUCKET)
+    let location = publish_model(&s3, &work.path().join("model"), BUCKET)
         .await
         .unwrap();
     assert_eq!(location.prefix, "models/demand/e2e/");
 
     // AND both functions served by cargo lambda watch
-    let env = [
-        ("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()),
-        ("MODEL_URI", location.uri()),
-        ("MODEL_FUNCTION_NAME", "model".to_owned()),
-        ("MODEL_INVOKE_TIMEOUT_MS", "600000".to_owned()),
-    ];
-    let watch = LambdaWatch::start(&env, work.path()).unwrap();
+    let watch = LambdaWatch::start(&stack_env(&s3.endpoint, &location), work.path()).unwrap();
     let http = reqwest::Client::builder()
         .timeout(FIRST_REQUEST_TIMEOUT)
         .build()
@@ -312,10 +301,7 @@ async fn a_missing_or_corrupt_model_fails_initialisation_naming_bucket_and_key()
     let model = train_small_model(work.path());
     let s3 = LocalS3::start(work.path()).unwrap();
     let client = s3.client().await;
-    trainer::publish::ensure_bucket(&client, BUCKET)
-        .await
-        .unwrap();
-    let good = trainer::publish::publish(&client, &work.path().join("model"), BUCKET)
+    let good = publish_model(&s3, &work.path().join("model"), BUCKET)
         .await
         .unwrap();
     let store = S3ObjectStore::new(client.clone());
