@@ -179,6 +179,24 @@ fn batch_body(instances: &[(&str, u32, u32)]) -> String {
     json!({ "instances": instances }).to_string()
 }
 
+/// Each 422 entry as `loc.joined.by.dots:type`.
+fn error_locs(body: &Value) -> Vec<String> {
+    body["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let loc: Vec<&str> = e["loc"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect();
+            format!("{}:{}", loc.join("."), e["type"].as_str().unwrap())
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------- predict
 
 #[tokio::test]
@@ -321,24 +339,13 @@ async fn invalid_fields_are_422_naming_each_field() {
     )
     .await;
     assert_eq!(status, 422);
-    let locs: Vec<String> = body["detail"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            format!(
-                "{}:{}",
-                e["loc"][1].as_str().unwrap(),
-                e["type"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let locs = error_locs(&body);
     assert_eq!(
         locs,
         [
-            "date:date_parsing",
-            "store:missing",
-            "item:greater_than_equal"
+            "body.date:date_parsing",
+            "body.store:missing",
+            "body.item:greater_than_equal"
         ]
     );
     assert!(
@@ -553,24 +560,7 @@ async fn batch_validation_errors_locate_the_instance_and_nothing_reaches_the_mod
     let (status, body, app) =
         call(FakeModel::scoring(), post("/v1/api/predict/batch", &body)).await;
     assert_eq!(status, 422);
-    let locs: Vec<String> = body["detail"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            format!(
-                "{}:{}",
-                e["loc"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| p.as_str().unwrap())
-                    .collect::<Vec<_>>()
-                    .join("."),
-                e["type"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let locs = error_locs(&body);
     // Format errors first (no model needed), then the domain once they are fixed.
     assert_eq!(locs, ["body.instances.2.date:date_parsing"]);
     assert!(app.client.payloads().is_empty());
