@@ -278,8 +278,7 @@ impl<C: ModelClient> Orchestrator<C> {
     async fn health(&self, trace: &mut Trace) -> Response<Body> {
         let started = Instant::now();
         let ping = self.ping().await;
-        trace.model_invoke += started.elapsed();
-        trace.model_invokes += 1;
+        trace.invoked(started, 1);
         match ping {
             Ok(ping) if ping.status == "ready" => {
                 trace.model_version = Some(ping.model.version.clone());
@@ -338,8 +337,7 @@ impl<C: ModelClient> Orchestrator<C> {
             .model
             .get_or_try_init(|| async { ModelInfo::from_ping(self.ping().await?) })
             .await;
-        trace.model_invoke += started.elapsed();
-        trace.model_invokes += 1;
+        trace.invoked(started, 1);
         model
     }
 
@@ -369,8 +367,7 @@ impl<C: ModelClient> Orchestrator<C> {
             .buffered(self.limits.concurrency.max(1))
             .try_collect()
             .await;
-        trace.model_invoke += started.elapsed();
-        trace.model_invokes += u32::try_from(invokes).unwrap_or(u32::MAX);
+        trace.invoked(started, invokes);
         let chunks = chunks?;
         let mut predictions = Vec::with_capacity(requests.len());
         let mut identity: Option<ModelIdentity> = None;

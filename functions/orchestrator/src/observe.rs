@@ -43,6 +43,16 @@ pub struct Trace {
     pub rows: usize,
 }
 
+impl Trace {
+    /// Records `calls` model invocations that started at `started` and are over now.
+    pub fn invoked(&mut self, started: std::time::Instant, calls: usize) {
+        self.model_invoke += started.elapsed();
+        self.model_invokes = self
+            .model_invokes
+            .saturating_add(u32::try_from(calls).unwrap_or(u32::MAX));
+    }
+}
+
 /// One request's figures, as they go to the log and to the metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestRecord<'a> {
