@@ -207,7 +207,7 @@ impl LocalS3 {
     /// Attaches an inline policy allowing `s3:GetObject` on everything to IAM user `name`.
     pub fn allow_get_object(&self, name: &str) -> anyhow::Result<()> {
         let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":"*"}]}"#;
-        let encoded: String = form_urlencoded_value(policy);
+        let encoded: String = form_urlencoded::byte_serialize(policy.as_bytes()).collect();
         self.iam(&format!(
             "Action=PutUserPolicy&UserName={name}&PolicyName=read-models&PolicyDocument={encoded}&Version=2010-05-08"
         ))?;
@@ -230,19 +230,6 @@ impl LocalS3 {
         }
         Ok(answer)
     }
-}
-
-/// Percent-encodes a form value (RFC 3986 unreserved characters pass).
-fn form_urlencoded_value(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `cargo lambda watch` serving both functions of the workspace on 127.0.0.1.
