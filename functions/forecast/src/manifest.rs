@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gbdt::CheckRow;
 use crate::request::{FieldError, ForecastRequest};
 
-/// Version of the manifest schema written by this code.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Version of the manifest schema written by this code (2: check rows).
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 /// File name of the booster inside a model prefix.
 pub const MODEL_FILE: &str = "model.txt";
 /// File name of the manifest inside a model prefix.
@@ -51,6 +52,11 @@ pub struct ModelManifest {
     pub rows: RowCounts,
     /// Versions of the tools that produced the model.
     pub tool_versions: BTreeMap<String, String>,
+    /// Feature rows with LightGBM's own predictions, exact: an evaluator serving the model
+    /// must reproduce every one bit for bit ([`crate::gbdt::Booster::verify`]). Absent in
+    /// manifests of format 1, whose models are then refused by the model host.
+    #[serde(default)]
+    pub check_rows: Vec<CheckRow>,
 }
 
 /// The input domain seen in training.

@@ -146,7 +146,7 @@ pub struct InitTimings {
     pub verify_ms: f64,
     /// Parsing the booster and checking its features.
     pub parse_ms: f64,
-    /// The warm-up predictions.
+    /// Verifying the manifest's check rows and the warm-up predictions.
     pub warmup_ms: f64,
     /// All of the above, end to end.
     pub total_ms: f64,

@@ -1,6 +1,7 @@
 //! The handler path (payload text -> decode -> align -> predict -> serialise, as the Lambda
-//! runtime drives it) against the raw `lightgbm3` calls for the same rows, on a 3000-round
-//! booster with the original notebook's parameters.
+//! runtime drives it) and the native evaluator on one and on every thread, against the raw
+//! `lightgbm3` calls for the same rows, on a 3000-round booster with the original notebook's
+//! parameters; and parsing the model text, natively and by LightGBM (the cold start's share).
 //!
 //! `cargo bench -p model` trains that booster once on synthetic store/item/date data and caches
 //! it in the target directory; `MODEL_BENCH_MODEL_DIR=<dir with model.txt>` uses another.
@@ -99,13 +100,28 @@ fn benches(c: &mut Criterion) {
     let model = runtime
         .block_on(load_model(&LocalFileStore, &location))
         .unwrap();
-    assert_eq!(model.booster.num_trees(), ROUNDS);
+    assert_eq!(model.booster.num_trees(), ROUNDS as usize);
 
     let text = std::fs::read_to_string(dir.join("model.txt")).unwrap();
     let raw = lightgbm3::Booster::from_string(&text).unwrap();
     let mut raw_fast = lightgbm3::Booster::from_string(&text).unwrap();
     raw_fast.single_row_fast_init::<f64>(None).unwrap();
     let width = FEATURES.len() as i32;
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let all_threads = rayon::ThreadPoolBuilder::new().build().unwrap();
+
+    let mut parse = c.benchmark_group("parse");
+    parse.sample_size(10);
+    parse.bench_function("native", |b| {
+        b.iter(|| forecast::gbdt::Booster::from_model_text(black_box(&text)).unwrap());
+    });
+    parse.bench_function("lightgbm", |b| {
+        b.iter(|| lightgbm3::Booster::from_string(black_box(&text)).unwrap());
+    });
+    parse.finish();
 
     for rows in [1usize, 100, 10_000] {
         let values = synthetic::query_rows(rows);
@@ -121,6 +137,11 @@ fn benches(c: &mut Criterion) {
             .map(|v| v.as_f64().unwrap())
             .collect();
         assert_eq!(served, direct);
+        let native = model.booster.predict(&values).unwrap();
+        assert_eq!(
+            native.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            direct.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
 
         let mut group = c.benchmark_group(format!("rows_{rows}"));
         group.throughput(Throughput::Elements(rows as u64));
@@ -136,6 +157,16 @@ fn benches(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("handler_overhead", rows), |b| {
             b.iter(|| overhead_path(black_box(&body), &direct));
         });
+        group.bench_function(BenchmarkId::new("native_1_thread", rows), |b| {
+            b.iter(|| one_thread.install(|| model.booster.predict(black_box(&values)).unwrap()));
+        });
+        if rows > 1 {
+            group.bench_function(BenchmarkId::new("native_all_threads", rows), |b| {
+                b.iter(|| {
+                    all_threads.install(|| model.booster.predict(black_box(&values)).unwrap())
+                });
+            });
+        }
         group.bench_function(BenchmarkId::new("raw_predict", rows), |b| {
             b.iter(|| raw.predict(black_box(&values), width, true).unwrap());
         });

@@ -84,12 +84,12 @@ pub enum InitError {
         /// sha256 of the fetched bytes.
         actual: String,
     },
-    /// LightGBM refused the booster text, or the booster failed its warm-up prediction.
+    /// The booster text is not a valid LightGBM model, or it failed its warm-up prediction.
     #[error("corrupt booster {uri}: {reason}")]
     CorruptBooster {
         /// The booster object.
         uri: String,
-        /// LightGBM's message.
+        /// What is wrong with it.
         reason: String,
     },
     /// A valid booster this host cannot serve.
@@ -98,6 +98,14 @@ pub enum InitError {
         /// The booster object.
         uri: String,
         /// Why it cannot be served.
+        reason: String,
+    },
+    /// The evaluator does not reproduce LightGBM's predictions of the manifest's check rows.
+    #[error("unverified booster {uri}: {reason}")]
+    CheckRowsMismatch {
+        /// The booster object.
+        uri: String,
+        /// Which check failed.
         reason: String,
     },
     /// The booster's features differ from the manifest's.
@@ -134,6 +142,7 @@ impl InitError {
             Self::CorruptBooster { .. } => "CorruptBooster",
             Self::UnsupportedModel { .. } => "UnsupportedModel",
             Self::FeatureMismatch { .. } => "FeatureMismatch",
+            Self::CheckRowsMismatch { .. } => "CheckRowsMismatch",
         }
     }
 }

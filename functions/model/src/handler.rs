@@ -63,7 +63,7 @@ pub fn ping(model: &LoadedModel, max_rows: usize) -> PingResponse {
         status: "ready".to_owned(),
         model: identity(model),
         features: model.manifest.features.clone(),
-        num_trees: model.booster.num_trees(),
+        num_trees: u32::try_from(model.booster.num_trees()).unwrap_or(u32::MAX),
         source_uri: model.source_uri.clone(),
         model_sha256: model.manifest.model_sha256.clone(),
         loaded_at: model.loaded_at.clone(),
@@ -196,14 +196,14 @@ mod model_tests {
     use serde_json::json;
 
     use super::*;
-    use crate::booster::SharedBooster;
     use crate::testing::{manifest_for, tiny_model_text};
+    use forecast::gbdt::Booster;
 
     pub(crate) fn loaded() -> LoadedModel {
         let text = tiny_model_text();
         LoadedModel {
             manifest: manifest_for(&text),
-            booster: SharedBooster::from_model_text(&text).unwrap(),
+            booster: Booster::from_model_text(&text).unwrap(),
             source_uri: "s3://bucket/models/tiny/t1/".into(),
             loaded_at: "2026-01-01T00:00:00.000Z".into(),
             model_etag: Some("\"abc\"".into()),

@@ -2,17 +2,18 @@
 //!
 //! On cold start it reads `MODEL_URI` (`s3://<bucket>/models/<name>/<version>/`, or
 //! `file:///dir/` for offline experiments), fetches `manifest.json` and `model.txt`
-//! concurrently, checks the booster's sha256 and feature names against the manifest, loads it
-//! once and warms it up. It then answers MLflow scoring payloads (`dataframe_split`,
+//! concurrently, checks the booster's sha256 and feature names against the manifest, compiles
+//! it once for the native evaluator (`forecast::gbdt`; LightGBM itself is not linked), proves
+//! the evaluator reproduces LightGBM on the manifest's check rows and warms it up. It then answers MLflow scoring payloads (`dataframe_split`,
 //! `dataframe_records`, `instances`, `inputs`) and `{"ping": {}}`; it knows nothing about
 //! stores or dates, so any single-output LightGBM model with a manifest can be dropped in.
-//! Invocations may run concurrently (`AWS_LAMBDA_MAX_CONCURRENCY`); see [`booster`] for why
-//! that is sound.
+//! Invocations may run concurrently (`AWS_LAMBDA_MAX_CONCURRENCY`): the compiled booster is
+//! immutable, so every invocation reads it through a shared `Arc` without a lock, and large
+//! batches are spread over all the cores the function has.
 //!
 //! Run it locally with `make dev` (it is served by `cargo lambda watch`), test it with
 //! `cargo test -p model`, benchmark it with `cargo bench -p model`.
 
-pub mod booster;
 pub mod config;
 pub mod error;
 pub mod handler;

@@ -10,9 +10,9 @@ use forecast::wire::InitTimings;
 use forecast::{ModelLocation, ModelManifest};
 use sha2::{Digest, Sha256};
 
-use crate::booster::{BoosterLoadError, SharedBooster};
 use crate::config::{ModelConfig, ModelSource};
 use crate::error::{FetchErrorKind, InitError};
+use forecast::gbdt::{Booster, ModelTextError};
 
 /// Largest object the host will load. A booster this big could not be served from a Lambda
 /// function's memory anyway, and the cap keeps a bogus `Content-Length` from reserving it.
@@ -252,8 +252,9 @@ impl ObjectStore for ConfiguredStore {
 pub struct LoadedModel {
     /// The manifest the booster was verified against.
     pub manifest: ModelManifest,
-    /// The booster.
-    pub booster: SharedBooster,
+    /// The booster, compiled for the native evaluator and verified against the manifest's
+    /// check rows.
+    pub booster: Booster,
     /// The prefix it came from, e.g. `s3://bucket/models/demand/v1/`.
     pub source_uri: String,
     /// When loading finished, RFC 3339 UTC.
@@ -317,14 +318,14 @@ pub async fn load_model<S: ObjectStore>(
     } = model_object;
     let text = std::str::from_utf8(&model_bytes)
         .map_err(|e| corrupt(format!("the model text is not UTF-8: {e}")))?;
-    let booster = SharedBooster::from_model_text(text).map_err(|e| match e {
-        BoosterLoadError::Corrupt(reason) => corrupt(reason),
-        BoosterLoadError::Unsupported(reason) => InitError::UnsupportedModel {
+    let booster = Booster::from_model_text(text).map_err(|e| match e {
+        ModelTextError::Corrupt(reason) => corrupt(reason),
+        ModelTextError::Unsupported(reason) => InitError::UnsupportedModel {
             uri: model_uri.clone(),
             reason,
         },
     })?;
-    // LightGBM keeps its own parsed copy; the text is no longer needed.
+    // The compiled layout holds everything the evaluator needs; the text is not kept.
     drop(model_bytes);
     if booster.feature_names() != manifest.features.as_slice() {
         return Err(InitError::FeatureMismatch {
@@ -335,6 +336,14 @@ pub async fn load_model<S: ObjectStore>(
     }
     let parsed = started.elapsed();
 
+    // Serve nothing this evaluator does not reproduce bit for bit: the check rows are
+    // LightGBM's own predictions, made when the model was trained.
+    booster
+        .verify(&manifest.check_rows)
+        .map_err(|reason| InitError::CheckRowsMismatch {
+            uri: model_uri.clone(),
+            reason,
+        })?;
     warm_up(&booster).map_err(|e| corrupt(format!("the warm-up prediction failed: {e}")))?;
     let warmed = started.elapsed();
 
@@ -354,12 +363,14 @@ pub async fn load_model<S: ObjectStore>(
     })
 }
 
-/// Runs both prediction paths once, so the first invocation does not pay for touching the
-/// trees for the first time, and a booster that cannot predict fails the cold start instead.
-fn warm_up(booster: &SharedBooster) -> Result<(), String> {
+/// Runs a single row and a batch large enough for the thread pool once, so the first
+/// invocation does not pay for starting the pool or touching the trees for the first time.
+fn warm_up(booster: &Booster) -> Result<(), String> {
     let width = booster.num_features();
-    for rows in [1, 2] {
-        let predictions = booster.predict(&vec![0.0; width * rows])?;
+    for rows in [1, 1024] {
+        let predictions = booster
+            .predict(&vec![0.0; width * rows])
+            .map_err(|e| e.to_string())?;
         if predictions.len() != rows {
             return Err(format!(
                 "{rows} rows gave {} predictions",
@@ -445,6 +456,32 @@ mod tests {
                 .contains("manifest lists [\"b\", \"a\"], booster has [\"a\", \"b\"]"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_booster_the_evaluator_does_not_reproduce_is_refused() {
+        let text = tiny_model_text();
+        let mut manifest = manifest_for(&text);
+        assert!(manifest.check_rows.len() > 10);
+        let (store, location) = store_with(&manifest, &text);
+        assert!(load_model(&store, &location).await.is_ok());
+
+        let last = manifest.check_rows.len() - 1;
+        let prediction = &mut manifest.check_rows[last].prediction;
+        *prediction = forecast::gbdt::ExactF64(prediction.0.next_up());
+        let (store, location) = store_with(&manifest, &text);
+        let err = load_model(&store, &location).await.unwrap_err();
+        assert_eq!(err.code(), "CheckRowsMismatch");
+        assert!(
+            err.to_string().contains(&format!("check row {last}")),
+            "{err}"
+        );
+
+        manifest.check_rows.clear();
+        let (store, location) = store_with(&manifest, &text);
+        let err = load_model(&store, &location).await.unwrap_err();
+        assert_eq!(err.code(), "CheckRowsMismatch");
+        assert!(err.to_string().contains("no check rows"), "{err}");
     }
 
     #[tokio::test]

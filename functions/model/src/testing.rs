@@ -35,10 +35,11 @@ pub(crate) fn tiny_model_text() -> String {
         .unwrap()
 }
 
-/// A manifest matching `model_text`.
+/// A manifest matching `model_text`, with check rows LightGBM scored (none when the text is
+/// not a model LightGBM loads).
 pub(crate) fn manifest_for(model_text: &str) -> ModelManifest {
     ModelManifest {
-        format_version: 1,
+        format_version: forecast::manifest::MANIFEST_FORMAT_VERSION,
         name: "tiny".into(),
         version: "t1".into(),
         features: vec!["a".into(), "b".into()],
@@ -62,6 +63,7 @@ pub(crate) fn manifest_for(model_text: &str) -> ModelManifest {
             validation: 0,
         },
         tool_versions: Default::default(),
+        check_rows: trainer::train::check_rows(model_text, &[1.0, 1.0]).unwrap_or_default(),
     }
 }
 

@@ -6,14 +6,14 @@ use std::path::Path;
 
 use anyhow::Context;
 use forecast::features::{self, Feature};
+use forecast::gbdt::Booster;
 use forecast::manifest::{MANIFEST_FILE, MODEL_FILE};
 use forecast::{ForecastRequest, ModelManifest};
-use lightgbm3::Booster;
 use sha2::{Digest, Sha256};
 
 use crate::data::{SalesHistory, TestRow};
 use crate::metrics;
-use crate::train::{matrix, predict, write_atomically};
+use crate::train::{matrix, write_atomically};
 
 /// The two files of a model directory, read once, with `model.txt` checked against the
 /// manifest's sha256. Both `evaluate`/`predict` and `publish` start from it.
@@ -51,6 +51,26 @@ impl ModelFiles {
             model_bytes,
         })
     }
+
+    /// The booster compiled for the native evaluator (the one the model function serves
+    /// with), after checking its features against the manifest and its predictions against
+    /// the manifest's check rows, bit for bit.
+    pub fn verified_booster(&self) -> anyhow::Result<Booster> {
+        let text = std::str::from_utf8(&self.model_bytes)
+            .with_context(|| format!("{MODEL_FILE} is not UTF-8"))?;
+        let booster = Booster::from_model_text(text)
+            .map_err(|e| anyhow::anyhow!("the native evaluator cannot serve {MODEL_FILE}: {e}"))?;
+        anyhow::ensure!(
+            booster.feature_names() == self.manifest.features.as_slice(),
+            "{MODEL_FILE} has features {:?}, the manifest lists {:?}",
+            booster.feature_names(),
+            self.manifest.features
+        );
+        booster.verify(&self.manifest.check_rows).map_err(|e| {
+            anyhow::anyhow!("the native evaluator does not reproduce LightGBM: {e}")
+        })?;
+        Ok(booster)
+    }
 }
 
 /// A model directory, verified against its manifest.
@@ -73,23 +93,11 @@ impl std::fmt::Debug for ModelDir {
 impl ModelDir {
     /// Loads `model.txt` and `manifest.json`, checking the sha256 and the features.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
-        let ModelFiles {
-            manifest,
-            model_bytes,
-            ..
-        } = ModelFiles::read(dir)?;
-        let model_path = dir.join(MODEL_FILE);
-        let text = String::from_utf8(model_bytes)
-            .with_context(|| format!("{} is not UTF-8", model_path.display()))?;
-        anyhow::ensure!(
-            !text.contains('\0'),
-            "{} contains a NUL byte",
-            model_path.display()
-        );
-        let booster = Booster::from_string(&text).context("parsing the booster")?;
-        let features = Feature::resolve_all(&manifest.features)?;
+        let files = ModelFiles::read(dir)?;
+        let booster = files.verified_booster()?;
+        let features = Feature::resolve_all(&files.manifest.features)?;
         Ok(Self {
-            manifest,
+            manifest: files.manifest,
             features,
             booster,
         })
@@ -98,7 +106,7 @@ impl ModelDir {
     /// Metrics of the model on a sales history.
     pub fn evaluate(&self, history: &SalesHistory) -> anyhow::Result<BTreeMap<String, f64>> {
         let (x, y) = matrix(&self.features, &history.records);
-        let predicted = predict(&self.booster, self.features.len(), &x)?;
+        let predicted = self.booster.predict(&x)?;
         let actual: Vec<f64> = y.iter().map(|v| f64::from(*v)).collect();
         Ok(metrics::all(&actual, &predicted))
     }
@@ -116,7 +124,7 @@ impl ModelDir {
                 features::build_row(&self.features, &request)
             })
             .collect();
-        predict(&self.booster, self.features.len(), &x)
+        Ok(self.booster.predict(&x)?)
     }
 }
 

@@ -37,18 +37,20 @@ pub async fn ensure_bucket(client: &aws_sdk_s3::Client, bucket: &str) -> anyhow:
 }
 
 /// Uploads `model.txt` and `manifest.json` from `model_dir` to `bucket`, under the name and
-/// version of the manifest. The booster is checked against the manifest's sha256 first and
-/// uploaded before the manifest, so a reader that finds the manifest finds its booster too.
+/// version of the manifest. The booster is checked against the manifest's sha256 and, through
+/// the native evaluator, against its check rows first, and uploaded before the manifest, so a reader that finds the manifest finds its booster too.
 pub async fn publish(
     client: &aws_sdk_s3::Client,
     model_dir: &Path,
     bucket: &str,
 ) -> anyhow::Result<ModelLocation> {
+    let files = ModelFiles::read(model_dir).context("refusing to publish")?;
+    files.verified_booster().context("refusing to publish")?;
     let ModelFiles {
         manifest,
         manifest_bytes,
         model_bytes,
-    } = ModelFiles::read(model_dir).context("refusing to publish")?;
+    } = files;
     let location = ModelLocation::new(bucket, &manifest.name, &manifest.version);
     for (key, body, content_type) in [
         (location.model_key(), model_bytes, "text/plain"),

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use forecast::features::{self, Feature, ORIGINAL_FEATURES};
+use forecast::gbdt::{CheckRow, ExactF64};
 use forecast::manifest::{
     MANIFEST_FILE, MANIFEST_FORMAT_VERSION, MODEL_FILE, RowCounts, TrainingDomain,
 };
@@ -152,6 +153,7 @@ pub fn train(
             validation: validation.len() as u64,
         },
         tool_versions: tool_versions(&model_text),
+        check_rows: check_rows(&model_text, &base_row(features, &history.records))?,
     };
 
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -218,6 +220,35 @@ fn fit_booster(
     Ok((booster, text))
 }
 
+/// Check rows for the manifest: the native evaluator's probe rows of `model_text` (every
+/// threshold and its neighbours, zeros, NaN, infinities, values outside the training range,
+/// around `base`), each with LightGBM's own prediction. A model the native evaluator cannot
+/// read gets none, which the model host and `publish` refuse with the reason.
+pub fn check_rows(model_text: &str, base: &[f64]) -> anyhow::Result<Vec<CheckRow>> {
+    let native = match forecast::gbdt::Booster::from_model_text(model_text) {
+        Ok(native) => native,
+        Err(_) => return Ok(Vec::new()),
+    };
+    let width = native.num_features();
+    let rows = native.probe_rows(base);
+    let lightgbm = Booster::from_string(model_text).context("loading the trained booster")?;
+    let predictions = predict(&lightgbm, width, &rows.concat())?;
+    anyhow::ensure!(
+        predictions.len() == rows.len(),
+        "LightGBM answered {} predictions for {} check rows",
+        predictions.len(),
+        rows.len()
+    );
+    Ok(rows
+        .into_iter()
+        .zip(predictions)
+        .map(|(row, prediction)| CheckRow {
+            features: row.into_iter().map(ExactF64).collect(),
+            prediction: ExactF64(prediction),
+        })
+        .collect())
+}
+
 /// Predicts a row-major matrix.
 pub fn predict(booster: &Booster, n_features: usize, x: &[f64]) -> anyhow::Result<Vec<f64>> {
     if x.is_empty() {
@@ -226,6 +257,11 @@ pub fn predict(booster: &Booster, n_features: usize, x: &[f64]) -> anyhow::Resul
     booster
         .predict(x, i32::try_from(n_features)?, true)
         .context("predicting")
+}
+
+/// The features of the first record, the neighbourhood the check rows vary around.
+fn base_row(features: &[Feature], records: &[SalesRecord]) -> Vec<f64> {
+    matrix(features, records.get(..1).unwrap_or_default()).0
 }
 
 /// The feature matrix (row-major) and labels of `records`.

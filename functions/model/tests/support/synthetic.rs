@@ -82,7 +82,7 @@ pub(crate) fn manifest_for(
 ) -> ModelManifest {
     let parameters = original_parameters(rounds);
     ModelManifest {
-        format_version: 1,
+        format_version: forecast::manifest::MANIFEST_FORMAT_VERSION,
         name: name.to_owned(),
         version: version.to_owned(),
         features: FEATURES.iter().map(|s| (*s).to_owned()).collect(),
@@ -106,6 +106,7 @@ pub(crate) fn manifest_for(
             validation: 0,
         },
         tool_versions: Default::default(),
+        check_rows: trainer::train::check_rows(model_text, &query_rows(1)).unwrap_or_default(),
     }
 }
 

@@ -1,0 +1,353 @@
+//! The evaluator against hand-written model texts; its agreement with LightGBM itself on
+//! trained models is checked by the trainer's `native_evaluator` suite, which has LightGBM.
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// Two features, two trees: the first splits `a <= 4.5` (missing None, default left) then
+/// `b <= 9.5` (missing NaN, default left); the second is a single leaf.
+const TWO_TREES: &str = "tree
+version=v4
+num_class=1
+num_tree_per_iteration=1
+label_index=0
+max_feature_idx=1
+objective=regression
+feature_names=a b
+feature_infos=[0:19] [0:19]
+
+Tree=0
+num_leaves=3
+num_cat=0
+split_feature=0 1
+split_gain=1 1
+threshold=4.5 9.5
+decision_type=2 10
+left_child=1 -1
+right_child=-2 -3
+leaf_value=1 2 3
+leaf_count=1 1 1
+is_linear=0
+shrinkage=1
+
+
+Tree=1
+num_leaves=1
+num_cat=0
+split_feature=
+split_gain=
+threshold=
+decision_type=
+left_child=
+right_child=
+leaf_value=0.25
+leaf_weight=
+leaf_count=
+internal_value=
+internal_weight=
+internal_count=
+is_linear=0
+shrinkage=1
+
+
+end of trees
+
+feature_importances:
+a=1
+b=1
+
+parameters:
+[boosting: gbdt]
+end of parameters
+
+pandas_categorical:null
+";
+
+fn two_trees() -> Booster {
+    Booster::from_model_text(TWO_TREES).unwrap()
+}
+
+/// A straightforward node-by-node reading of the parsed text, independent of the compiled
+/// layout: what the layout must agree with.
+fn interpret(model: &TextModel, row: &[f64]) -> f64 {
+    let mut sum = 0.0;
+    for tree in &model.trees {
+        let mut node = 0i32;
+        if !tree.nodes.is_empty() {
+            while node >= 0 {
+                let n = tree.nodes[node as usize];
+                let x = input_value(row[n.feature]);
+                let left = if n.is_categorical() {
+                    let index = text::categorical_index(n.threshold).unwrap();
+                    let words = &tree.cat_threshold
+                        [tree.cat_boundaries[index]..tree.cat_boundaries[index + 1]];
+                    categorical_goes_left(x, words)
+                } else {
+                    numerical_goes_left(x, n.threshold, n.missing_type().unwrap(), n.default_left())
+                };
+                node = if left { n.left } else { n.right };
+            }
+        } else {
+            node = -1;
+        }
+        sum += tree.leaf_value[(!node) as usize];
+    }
+    sum
+}
+
+#[test]
+fn walks_both_trees_with_their_missing_value_rules() {
+    let booster = two_trees();
+    assert_eq!(booster.num_features(), 2);
+    assert_eq!(booster.num_trees(), 2);
+    assert_eq!(booster.feature_names(), ["a", "b"]);
+    for (row, expected) in [
+        ([3.0, 5.0], 1.25),
+        ([3.0, 12.0], 3.25),
+        ([7.0, 5.0], 2.25),
+        ([4.5, 9.5], 1.25),
+        ([4.5f64.next_up(), 0.0], 2.25),
+        // Missing type None: NaN reads as 0.0 (left). Missing type NaN, default left.
+        ([f64::NAN, f64::NAN], 1.25),
+        ([f64::NEG_INFINITY, f64::INFINITY], 3.25),
+    ] {
+        assert_eq!(booster.predict_row(&row).unwrap(), expected, "{row:?}");
+    }
+}
+
+#[test]
+fn rows_of_the_wrong_width_are_refused() {
+    let booster = two_trees();
+    assert_eq!(booster.predict(&[]).unwrap(), Vec::<f64>::new());
+    assert!(booster.predict(&[1.0]).is_err());
+    assert!(booster.predict(&[1.0, 2.0, 3.0]).is_err());
+    assert!(booster.predict_row(&[1.0, 2.0, 3.0]).is_err());
+}
+
+#[test]
+fn a_text_cut_anywhere_is_an_error_or_still_whole_never_a_panic() {
+    let end = TWO_TREES.find("end of trees").unwrap();
+    for cut in 0..TWO_TREES.len() {
+        match Booster::from_model_text(&TWO_TREES[..cut]) {
+            Ok(_) => assert!(
+                cut >= end + "end of trees".len(),
+                "loaded a text cut at {cut}"
+            ),
+            Err(ModelTextError::Corrupt(_)) => {}
+            Err(other) => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn edited_structures_are_corrupt_with_the_reason() {
+    for (from, to, reason) in [
+        ("left_child=1 -1", "left_child=1 -4", "outside the tree"),
+        ("left_child=1 -1", "left_child=0 -1", "reached twice"),
+        ("left_child=1 -1", "left_child=7 -1", "outside the tree"),
+        ("split_feature=0 1", "split_feature=0 2", "feature 2 of 2"),
+        ("leaf_value=1 2 3", "leaf_value=1 2", "expected 3"),
+        ("leaf_value=1 2 3", "leaf_value=1 x 3", "non-number"),
+        ("threshold=4.5 9.5", "threshold=4.5", "expected 2"),
+        ("num_leaves=3", "num_leaves=0", "out of range"),
+        ("decision_type=2 10", "decision_type=2 14", "missing type 3"),
+        ("Tree=1", "Tree=5", "labelled"),
+        ("feature_names=a b", "feature_names=a", "1 names for 2"),
+        ("version=v4\n", "", "no `version=`"),
+    ] {
+        let text = TWO_TREES.replacen(from, to, 1);
+        match Booster::from_model_text(&text) {
+            Err(ModelTextError::Corrupt(message)) => {
+                assert!(message.contains(reason), "{to}: {message}");
+            }
+            other => panic!("{to}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn models_it_cannot_reproduce_are_refused_naming_why() {
+    for (from, to, reason) in [
+        ("num_class=1", "num_class=3", "3 classes"),
+        ("is_linear=0", "is_linear=1", "linear trees"),
+        ("version=v4", "version=v3", "v4"),
+        ("objective=regression", "objective=lambdarank", "lambdarank"),
+    ] {
+        let text = TWO_TREES.replacen(from, to, 1);
+        match Booster::from_model_text(&text) {
+            Err(ModelTextError::Unsupported(message)) => {
+                assert!(message.contains(reason), "{to}: {message}");
+            }
+            other => panic!("{to}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn tree_sizes_that_do_not_add_up_are_refused() {
+    let first = TWO_TREES.find("Tree=0").unwrap();
+    let second = TWO_TREES.find("Tree=1").unwrap();
+    let end = TWO_TREES.find("end of trees").unwrap();
+    let sizes = format!("tree_sizes={} {}\n\n", second - first, end - second);
+    let with_sizes = TWO_TREES.replacen("\nTree=0", &format!("{sizes}Tree=0"), 1);
+    // The header grew, so the offsets of the trees moved by the same amount: still whole.
+    assert!(Booster::from_model_text(&with_sizes).is_ok());
+    let edited = with_sizes.replacen("tree_sizes=", "tree_sizes=1", 1);
+    assert!(matches!(
+        Booster::from_model_text(&edited),
+        Err(ModelTextError::Corrupt(message)) if message.contains("tree_sizes")
+    ));
+}
+
+#[test]
+fn average_output_divides_by_the_number_of_trees() {
+    let text = TWO_TREES.replacen(
+        "objective=regression\n",
+        "objective=regression\naverage_output\n",
+        1,
+    );
+    let booster = Booster::from_model_text(&text).unwrap();
+    assert_eq!(booster.predict_row(&[3.0, 5.0]).unwrap(), 1.25 / 2.0);
+}
+
+#[test]
+fn zero_threshold_inputs_read_as_zero() {
+    assert_eq!(input_value(1e-36).to_bits(), 0.0f64.to_bits());
+    assert_eq!(input_value(-1e-36).to_bits(), 0.0f64.to_bits());
+    assert_eq!(input_value(-0.0).to_bits(), 0.0f64.to_bits());
+    assert_eq!(input_value(ZERO_THRESHOLD).to_bits(), 0.0f64.to_bits());
+    let above = ZERO_THRESHOLD.next_up();
+    assert_eq!(input_value(above), above);
+    assert!(input_value(f64::NAN).is_nan());
+    // Missing type Zero sends (read-as-)zero and NaN the default way.
+    assert!(numerical_goes_left(0.0, -5.0, MissingType::Zero, true));
+    assert!(numerical_goes_left(f64::NAN, -5.0, MissingType::Zero, true));
+    assert!(!numerical_goes_left(1.0, -5.0, MissingType::Zero, true));
+}
+
+#[test]
+fn categories_follow_lightgbm_casts() {
+    let bits = [0b1010u32, 1];
+    assert!(categorical_goes_left(1.0, &bits));
+    assert!(!categorical_goes_left(0.0, &bits));
+    assert!(categorical_goes_left(1.9, &bits));
+    assert!(categorical_goes_left(32.0, &bits));
+    assert!(!categorical_goes_left(64.0, &bits));
+    assert!(!categorical_goes_left(-1.0, &bits));
+    assert!(!categorical_goes_left(f64::NAN, &bits));
+    assert!(!categorical_goes_left(f64::INFINITY, &bits));
+    assert!(!categorical_goes_left(3e9, &bits));
+    let zero = [1u32];
+    assert!(categorical_goes_left(-0.5, &zero));
+    assert!(categorical_goes_left(-0.0, &zero));
+}
+
+#[test]
+fn exact_f64_round_trips_through_json_bit_for_bit() {
+    let values = [
+        0.0,
+        -0.0,
+        1e-36,
+        f64::MIN_POSITIVE / 4.0,
+        0.1 + 0.2,
+        f64::MAX,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ];
+    let row = CheckRow {
+        features: values.iter().map(|v| ExactF64(*v)).collect(),
+        prediction: ExactF64(12.345_678_901_234_567),
+    };
+    let json = serde_json::to_string(&row).unwrap();
+    assert!(
+        json.contains("\"NaN\"") && json.contains("\"-inf\""),
+        "{json}"
+    );
+    let back: CheckRow = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, row);
+    assert!(serde_json::from_str::<ExactF64>("\"nope\"").is_err());
+}
+
+#[test]
+fn verify_accepts_its_own_answers_and_names_the_first_difference() {
+    let booster = two_trees();
+    let rows = booster.probe_rows(&[3.0, 5.0]);
+    let mut checks: Vec<CheckRow> = rows
+        .iter()
+        .map(|row| CheckRow {
+            features: row.iter().map(|v| ExactF64(*v)).collect(),
+            prediction: ExactF64(booster.predict_row(row).unwrap()),
+        })
+        .collect();
+    assert_eq!(booster.verify(&checks), Ok(checks.len()));
+    checks[3].prediction = ExactF64(checks[3].prediction.0.next_up());
+    let err = booster.verify(&checks).unwrap_err();
+    assert!(err.starts_with("check row 3"), "{err}");
+    assert!(booster.verify(&[]).unwrap_err().contains("no check rows"));
+}
+
+#[test]
+fn probe_rows_cover_each_threshold_its_neighbours_and_the_special_values() {
+    let booster = two_trees();
+    let rows = booster.probe_rows(&[3.0, 5.0]);
+    let column = |f: usize| -> Vec<u64> { rows.iter().map(|r| r[f].to_bits()).collect() };
+    for (feature, threshold) in [(0, 4.5f64), (1, 9.5)] {
+        let seen = column(feature);
+        for value in [
+            threshold.next_down(),
+            threshold,
+            threshold.next_up(),
+            0.0,
+            -0.0,
+            1e-36,
+            ZERO_THRESHOLD,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            assert!(
+                seen.contains(&value.to_bits()),
+                "feature {feature} lacks {value:?}"
+            );
+        }
+        assert!(rows.iter().any(|r| r[feature].is_nan()));
+    }
+}
+
+#[test]
+fn chunk_sizes_do_not_change_any_answer() {
+    let booster = two_trees();
+    let rows: Vec<f64> = (0..3000).map(|i| f64::from(i % 23) - 1.5).collect();
+    let whole = booster.predict_chunked(&rows, usize::MAX).unwrap();
+    for chunk in [1, 7, 64, 1000] {
+        let chunked = booster.predict_chunked(&rows, chunk).unwrap();
+        assert_eq!(
+            chunked.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            whole.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+}
+
+fn any_value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        (-30i32..30).prop_map(|v| f64::from(v) / 2.0),
+        any::<f64>(),
+        Just(0.0),
+        Just(-0.0),
+        Just(f64::NAN),
+        Just(1e-36),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn the_compiled_layout_agrees_with_a_plain_walk(
+        a in any_value(), b in any_value(),
+    ) {
+        let model = text::parse(TWO_TREES).unwrap();
+        let booster = two_trees();
+        let got = booster.predict_row(&[a, b]).unwrap();
+        prop_assert_eq!(got.to_bits(), interpret(&model, &[a, b]).to_bits());
+    }
+}
