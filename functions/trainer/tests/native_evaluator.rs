@@ -164,7 +164,12 @@ fn model_3000() -> &'static str {
 #[test]
 fn a_300_tree_model_on_the_whole_grid() {
     let text = model_300();
-    assert_eq!(Booster::from_model_text(text).unwrap().num_trees(), 300);
+    let native = Booster::from_model_text(text).unwrap();
+    assert_eq!(native.num_trees(), 300);
+    assert!(
+        native.is_compact(),
+        "a depth-5 model of the service's shape compiles compact"
+    );
     assert_eq!(assert_identical(text, &grid()), 210_000);
 }
 

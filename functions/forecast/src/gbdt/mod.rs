@@ -74,28 +74,29 @@ pub struct RowShapeError {
     pub features: usize,
 }
 
-/// One split condition; its byte for a row is 1 when the row goes right.
+/// A run of numerical conditions on one feature with one missing-value rule, sorted by
+/// threshold and numbered `start..start + thresholds.len()`. For a value that is not
+/// "missing" under the rule, the conditions it goes right at (`x > t`) are a prefix of the
+/// run, so a row fills the run's bytes with one search and two fills.
 #[derive(Debug, Clone, PartialEq)]
-enum Condition {
-    /// Condition 0 of every model: always left (read by the padding of complete trees).
-    AlwaysLeft,
-    /// `Tree::NumericalDecision` (`tree.h`).
-    Numerical {
-        feature: usize,
-        threshold: f64,
-        missing: MissingType,
-        default_left: bool,
-    },
-    /// `Tree::CategoricalDecision` (`tree.h`): left when the category's bit is set in
-    /// `cat_words[start..start + len]`.
-    Categorical {
-        feature: usize,
-        start: usize,
-        len: usize,
-    },
+struct ConditionRun {
+    feature: usize,
+    missing: MissingType,
+    default_left: bool,
+    start: usize,
+    thresholds: Vec<f64>,
 }
 
-/// Where one tree lives in the booster's flat arrays.
+/// A categorical condition (`Tree::CategoricalDecision`, `tree.h`): left when the category's
+/// bit is set in `cat_words[words.0..words.0 + words.1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CategoricalCondition {
+    id: usize,
+    feature: usize,
+    words: (usize, usize),
+}
+
+/// Where one tree of the general layout lives in the booster's flat arrays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TreeLayout {
     /// `2^depth - 1` conditions at `conds`, level by level, and `2^depth` leaves at `leaves`.
@@ -116,18 +117,47 @@ struct LinkedNode {
     right: i32,
 }
 
+/// Depth of every tree of the compact layout (shallower trees are padded to it).
+const COMPACT_DEPTH: u32 = 5;
+/// Most conditions the compact layout numbers (its condition ids are bytes).
+const COMPACT_CONDITIONS: usize = 256;
+
+/// A tree of depth <= 5 in a model of <= 256 conditions, stored inline: condition ids of the
+/// 31 nodes level by level (one spare so `i & 31` indexes without a bounds check) and the 32
+/// leaves. The walk is five steps of `i = 2i + 1 + byte[cond[i]]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CompactTree {
+    conds: [u8; 32],
+    leaves: [f64; 32],
+}
+
+/// How the trees are stored.
+#[derive(Debug, Clone, PartialEq)]
+enum Trees {
+    /// Every tree is [`CompactTree`] (depth <= 5, <= 256 conditions): the service's models.
+    Compact(Vec<CompactTree>),
+    /// Any other model.
+    General {
+        trees: Vec<TreeLayout>,
+        node_conds: Vec<u32>,
+        linked: Vec<LinkedNode>,
+        leaves: Vec<f64>,
+    },
+}
+
 /// A LightGBM booster compiled for fast, exact, thread-safe prediction.
 #[derive(Debug, Clone)]
 pub struct Booster {
     feature_names: Vec<String>,
     transform: OutputTransform,
     average_output: bool,
-    conditions: Vec<Condition>,
+    /// Condition 0 is "always left", read by the padding of complete trees.
+    num_conditions: usize,
+    runs: Vec<ConditionRun>,
+    categorical: Vec<CategoricalCondition>,
     cat_words: Vec<u32>,
-    trees: Vec<TreeLayout>,
-    node_conds: Vec<u32>,
-    linked: Vec<LinkedNode>,
-    leaves: Vec<f64>,
+    num_trees: usize,
+    trees: Trees,
 }
 
 impl Booster {
@@ -135,7 +165,13 @@ impl Booster {
     pub fn from_model_text(text: &str) -> Result<Self, ModelTextError> {
         let model = text::parse(text)?;
         let transform = OutputTransform::from_objective(model.objective.as_deref())?;
-        Ok(Compiler::new(model.feature_names.len()).compile(model, transform))
+        Ok(compile(model, transform, true))
+    }
+
+    /// Whether the model compiled to the compact layout (every tree of depth <= 5 and at most
+    /// 256 distinct conditions, as the service's models are) rather than the general one.
+    pub fn is_compact(&self) -> bool {
+        matches!(self.trees, Trees::Compact(_))
     }
 
     /// Number of input columns.
@@ -150,7 +186,7 @@ impl Booster {
 
     /// Number of trees.
     pub fn num_trees(&self) -> usize {
-        self.trees.len()
+        self.num_trees
     }
 
     /// The objective's output transform.
@@ -160,7 +196,10 @@ impl Booster {
 
     /// Predicts row-major `rows`, one prediction per row, in parallel for large batches.
     pub fn predict(&self, rows: &[f64]) -> Result<Vec<f64>, RowShapeError> {
-        self.predict_chunked(rows, self.chunk_rows(rows.len()))
+        self.predict_chunked(
+            rows,
+            self.chunk_rows(rows.len() / self.num_features().max(1)),
+        )
     }
 
     /// [`Booster::predict`] with chunks of `chunk_rows` rows spread over the current rayon
@@ -216,56 +255,50 @@ impl Booster {
     /// Evaluates `rows` into `out` on this thread, block by block.
     fn predict_serial(&self, rows: &[f64], out: &mut [f64]) {
         let width = self.num_features();
-        let n_cond = self.conditions.len();
-        let mut bytes = vec![0u8; BLOCK_ROWS * n_cond];
-        for (rows, out) in rows
-            .chunks(BLOCK_ROWS * width)
-            .zip(out.chunks_mut(BLOCK_ROWS))
-        {
-            let block = out.len();
-            for (row, bytes) in rows.chunks(width).zip(bytes.chunks_mut(n_cond)) {
-                self.condition_bytes(row, bytes);
-            }
-            let mut sums = [0.0f64; BLOCK_ROWS];
-            self.sum_trees(&bytes[..block * n_cond], n_cond, &mut sums[..block]);
-            for (out, sum) in out.iter_mut().zip(&sums) {
-                *out = self.finish(*sum);
-            }
-        }
-    }
-
-    /// Adds every tree's leaf, in file order, to each row's sum.
-    fn sum_trees(&self, bytes: &[u8], n_cond: usize, sums: &mut [f64]) {
-        for tree in &self.trees {
-            match *tree {
-                TreeLayout::Complete {
-                    depth,
-                    conds,
-                    leaves,
-                } => {
-                    let internal = (1usize << depth) - 1;
-                    let conds = &self.node_conds[conds..conds + internal];
-                    let leaves = &self.leaves[leaves..leaves + internal + 1];
-                    for (sum, bytes) in sums.iter_mut().zip(bytes.chunks_exact(n_cond)) {
-                        let mut i = 0usize;
-                        for _ in 0..depth {
-                            i = 2 * i + 1 + usize::from(bytes[conds[i] as usize]);
-                        }
-                        *sum += leaves[i - internal];
+        let mut sums = [0.0f64; BLOCK_ROWS];
+        match &self.trees {
+            Trees::Compact(trees) => {
+                let mut bytes = [[0u8; COMPACT_CONDITIONS]; BLOCK_ROWS];
+                for (rows, out) in rows
+                    .chunks(BLOCK_ROWS * width)
+                    .zip(out.chunks_mut(BLOCK_ROWS))
+                {
+                    let block = out.len();
+                    for (row, bytes) in rows.chunks(width).zip(bytes.iter_mut()) {
+                        self.condition_bytes(row, bytes);
+                    }
+                    let sums = &mut sums[..block];
+                    sums.fill(0.0);
+                    sum_compact(trees, &bytes[..block], sums);
+                    for (out, sum) in out.iter_mut().zip(sums.iter()) {
+                        *out = self.finish(*sum);
                     }
                 }
-                TreeLayout::Linked { nodes, leaves } => {
-                    for (sum, bytes) in sums.iter_mut().zip(bytes.chunks_exact(n_cond)) {
-                        let mut node = 0i32;
-                        while node >= 0 {
-                            let n = self.linked[nodes + node as usize];
-                            node = if bytes[n.cond as usize] != 0 {
-                                n.right
-                            } else {
-                                n.left
-                            };
-                        }
-                        *sum += self.leaves[leaves + (!node) as usize];
+            }
+            Trees::General {
+                trees,
+                node_conds,
+                linked,
+                leaves,
+            } => {
+                let n_cond = self.num_conditions;
+                let mut bytes = vec![0u8; BLOCK_ROWS * n_cond];
+                for (rows, out) in rows
+                    .chunks(BLOCK_ROWS * width)
+                    .zip(out.chunks_mut(BLOCK_ROWS))
+                {
+                    let block = out.len();
+                    for (row, bytes) in rows.chunks(width).zip(bytes.chunks_mut(n_cond)) {
+                        self.condition_bytes(row, bytes);
+                    }
+                    let sums = &mut sums[..block];
+                    sums.fill(0.0);
+                    let bytes = &bytes[..block * n_cond];
+                    for tree in trees {
+                        sum_general(*tree, node_conds, linked, leaves, bytes, n_cond, sums);
+                    }
+                    for (out, sum) in out.iter_mut().zip(sums.iter()) {
+                        *out = self.finish(*sum);
                     }
                 }
             }
@@ -277,41 +310,44 @@ impl Booster {
     fn finish(&self, sum: f64) -> f64 {
         let raw = if self.average_output {
             // `output[k] /= num_iteration_for_pred_`: one tree per iteration here.
-            sum / self.trees.len() as f64
+            sum / self.num_trees as f64
         } else {
             sum
         };
         self.transform.apply(raw)
     }
 
-    /// One byte per condition for `row` (1 = right), after LightGBM's input rules.
+    /// One byte per condition for `row` (1 = right), after LightGBM's input rules
+    /// (`Tree::NumericalDecision`, `Tree::CategoricalDecision`).
     fn condition_bytes(&self, row: &[f64], bytes: &mut [u8]) {
-        for (condition, byte) in self.conditions.iter().zip(bytes.iter_mut()) {
-            *byte = match *condition {
-                Condition::AlwaysLeft => 0,
-                Condition::Numerical {
-                    feature,
-                    threshold,
-                    missing,
-                    default_left,
-                } => u8::from(!numerical_goes_left(
-                    input_value(row[feature]),
-                    threshold,
-                    missing,
-                    default_left,
-                )),
-                Condition::Categorical {
-                    feature,
-                    start,
-                    len,
-                } => u8::from(!categorical_goes_left(
-                    input_value(row[feature]),
-                    &self.cat_words[start..start + len],
-                )),
+        bytes[0] = 0;
+        for run in &self.runs {
+            let x = input_value(row[run.feature]);
+            let out = &mut bytes[run.start..run.start + run.thresholds.len()];
+            let missing = match run.missing {
+                // NaN reads as 0.0, which is "missing" under the Zero rule.
+                MissingType::Zero => x.is_nan() || is_zero(x),
+                MissingType::NaN => x.is_nan(),
+                MissingType::None => false,
             };
+            if missing {
+                out.fill(u8::from(!run.default_left));
+                continue;
+            }
+            let x = if x.is_nan() { 0.0 } else { x };
+            // Right exactly when `!(x <= t)`, i.e. `t < x` for a number x: a prefix.
+            let right = run.thresholds.partition_point(|t| *t < x);
+            out[..right].fill(1);
+            out[right..].fill(0);
+        }
+        for condition in &self.categorical {
+            let (start, len) = condition.words;
+            bytes[condition.id] = u8::from(!categorical_goes_left(
+                input_value(row[condition.feature]),
+                &self.cat_words[start..start + len],
+            ));
         }
     }
-
     /// Checks this evaluator against rows LightGBM scored: every prediction must be equal
     /// bit for bit. Returns how many rows were checked.
     pub fn verify(&self, check_rows: &[CheckRow]) -> Result<usize, String> {
@@ -346,21 +382,19 @@ impl Booster {
     pub fn probe_rows(&self, base: &[f64]) -> Vec<Vec<f64>> {
         let width = self.num_features();
         let mut per_feature: Vec<Vec<f64>> = vec![Vec::new(); width];
-        for condition in &self.conditions {
-            match *condition {
-                Condition::AlwaysLeft => {}
-                Condition::Numerical {
-                    feature, threshold, ..
-                } => per_feature[feature].extend([
+        for run in &self.runs {
+            for threshold in &run.thresholds {
+                per_feature[run.feature].extend([
                     threshold.next_down(),
-                    threshold,
+                    *threshold,
                     threshold.next_up(),
                     threshold + 0.5,
-                ]),
-                Condition::Categorical { feature, len, .. } => {
-                    per_feature[feature].extend((0..=(len * 32).min(256)).map(|c| c as f64));
-                }
+                ]);
             }
+        }
+        for condition in &self.categorical {
+            let categories = (condition.words.1 * 32).min(256);
+            per_feature[condition.feature].extend((0..=categories).map(|c| c as f64));
         }
         for (feature, values) in per_feature.iter_mut().enumerate() {
             let low = values
@@ -421,8 +455,9 @@ fn input_value(x: f64) -> f64 {
     }
 }
 
-/// `Tree::NumericalDecision` (`tree.h`).
-#[inline]
+/// `Tree::NumericalDecision` (`tree.h`) for one node, literally: the reference the condition
+/// runs of [`Booster::condition_bytes`] are tested against.
+#[cfg(test)]
 fn numerical_goes_left(
     mut x: f64,
     threshold: f64,
@@ -432,8 +467,7 @@ fn numerical_goes_left(
     if x.is_nan() && missing != MissingType::NaN {
         x = 0.0;
     }
-    let is_zero = (-ZERO_THRESHOLD..=ZERO_THRESHOLD).contains(&x);
-    if (missing == MissingType::Zero && is_zero) || (missing == MissingType::NaN && x.is_nan()) {
+    if (missing == MissingType::Zero && is_zero(x)) || (missing == MissingType::NaN && x.is_nan()) {
         return default_left;
     }
     x <= threshold
@@ -460,131 +494,212 @@ fn categorical_goes_left(x: f64, bitset: &[u32]) -> bool {
         .is_some_and(|word| (word >> (category % 32)) & 1 == 1)
 }
 
-/// Builds the flat layout from parsed trees.
+/// LightGBM's `Tree::IsZero` (`tree.h`).
+#[inline]
+fn is_zero(x: f64) -> bool {
+    (-ZERO_THRESHOLD..=ZERO_THRESHOLD).contains(&x)
+}
+
+/// Adds every compact tree's leaf, in file order, to each row's sum.
+fn sum_compact(trees: &[CompactTree], bytes: &[[u8; COMPACT_CONDITIONS]], sums: &mut [f64]) {
+    for tree in trees {
+        for (sum, bytes) in sums.iter_mut().zip(bytes) {
+            let mut i = 0usize;
+            for _ in 0..COMPACT_DEPTH {
+                i = 2 * i + 1 + usize::from(bytes[usize::from(tree.conds[i & 31])]);
+            }
+            *sum += tree.leaves[(i - 31) & 31];
+        }
+    }
+}
+
+/// Adds one tree of the general layout to each row's sum.
+fn sum_general(
+    tree: TreeLayout,
+    node_conds: &[u32],
+    linked: &[LinkedNode],
+    leaves: &[f64],
+    bytes: &[u8],
+    n_cond: usize,
+    sums: &mut [f64],
+) {
+    match tree {
+        TreeLayout::Complete {
+            depth,
+            conds,
+            leaves: at,
+        } => {
+            let internal = (1usize << depth) - 1;
+            let conds = &node_conds[conds..conds + internal];
+            let leaves = &leaves[at..at + internal + 1];
+            for (sum, bytes) in sums.iter_mut().zip(bytes.chunks_exact(n_cond)) {
+                let mut i = 0usize;
+                for _ in 0..depth {
+                    i = 2 * i + 1 + usize::from(bytes[conds[i] as usize]);
+                }
+                *sum += leaves[i - internal];
+            }
+        }
+        TreeLayout::Linked { nodes, leaves: at } => {
+            for (sum, bytes) in sums.iter_mut().zip(bytes.chunks_exact(n_cond)) {
+                let mut node = 0i32;
+                while node >= 0 {
+                    let n = linked[nodes + node as usize];
+                    node = if bytes[n.cond as usize] != 0 {
+                        n.right
+                    } else {
+                        n.left
+                    };
+                }
+                *sum += leaves[at + (!node) as usize];
+            }
+        }
+    }
+}
+
+/// Key of a numerical condition: feature, threshold bits, missing rule, default direction.
+type NumericalKey = (usize, u64, MissingType, bool);
+
+/// Numbers the conditions of `model` and lays its trees out for walking.
+fn compile(model: TextModel, transform: OutputTransform, allow_compact: bool) -> Booster {
+    // Pass 1: every distinct numerical condition, grouped into runs sorted by threshold.
+    let mut grouped: std::collections::BTreeMap<(usize, u8, bool), Vec<f64>> =
+        std::collections::BTreeMap::new();
+    let mut num_categorical = 0usize;
+    for tree in &model.trees {
+        for node in &tree.nodes {
+            if node.is_categorical() {
+                num_categorical += 1;
+            } else {
+                let missing = node.missing_type().unwrap_or(MissingType::None);
+                grouped
+                    .entry((node.feature, missing as u8, node.default_left()))
+                    .or_default()
+                    .push(node.threshold);
+            }
+        }
+    }
+    let mut ids: std::collections::HashMap<NumericalKey, u32> = std::collections::HashMap::new();
+    let mut runs = Vec::with_capacity(grouped.len());
+    let mut next = 1usize;
+    for ((feature, missing, default_left), mut thresholds) in grouped {
+        thresholds.sort_by(f64::total_cmp);
+        thresholds.dedup_by(|a, b| a.to_bits() == b.to_bits());
+        let missing = match missing {
+            0 => MissingType::None,
+            1 => MissingType::Zero,
+            _ => MissingType::NaN,
+        };
+        for (k, threshold) in thresholds.iter().enumerate() {
+            let id = u32::try_from(next + k).unwrap_or(u32::MAX);
+            ids.insert((feature, threshold.to_bits(), missing, default_left), id);
+        }
+        runs.push(ConditionRun {
+            feature,
+            missing,
+            default_left,
+            start: next,
+            thresholds: thresholds.clone(),
+        });
+        next += thresholds.len();
+    }
+    let mut compiler = Compiler {
+        ids,
+        next_categorical: next,
+        categorical: Vec::with_capacity(num_categorical),
+        cat_words: Vec::new(),
+    };
+    let num_conditions = next + num_categorical;
+    let depth_of: Vec<u32> = model.trees.iter().map(|t| depth(&t.nodes)).collect();
+    let compact = allow_compact
+        && num_conditions <= COMPACT_CONDITIONS
+        && depth_of.iter().all(|d| *d <= COMPACT_DEPTH);
+    let trees = if compact {
+        Trees::Compact(
+            model
+                .trees
+                .iter()
+                .map(|tree| compiler.compact_tree(tree))
+                .collect(),
+        )
+    } else {
+        let mut general = GeneralLayout::default();
+        for (tree, depth) in model.trees.iter().zip(depth_of) {
+            general.add_tree(&mut compiler, tree, depth);
+        }
+        Trees::General {
+            trees: general.trees,
+            node_conds: general.node_conds,
+            linked: general.linked,
+            leaves: general.leaves,
+        }
+    };
+    Booster {
+        feature_names: model.feature_names,
+        transform,
+        average_output: model.average_output,
+        num_conditions,
+        runs,
+        categorical: compiler.categorical,
+        cat_words: compiler.cat_words,
+        num_trees: model.trees.len(),
+        trees,
+    }
+}
+
+/// Condition ids of the nodes of parsed trees.
 struct Compiler {
-    booster: Booster,
-    index: std::collections::HashMap<(usize, u64, u8, bool), u32>,
+    ids: std::collections::HashMap<NumericalKey, u32>,
+    next_categorical: usize,
+    categorical: Vec<CategoricalCondition>,
+    cat_words: Vec<u32>,
 }
 
 impl Compiler {
-    fn new(num_features: usize) -> Self {
-        Self {
-            booster: Booster {
-                feature_names: Vec::with_capacity(num_features),
-                transform: OutputTransform::Identity,
-                average_output: false,
-                conditions: vec![Condition::AlwaysLeft],
-                cat_words: Vec::new(),
-                trees: Vec::new(),
-                node_conds: Vec::new(),
-                linked: Vec::new(),
-                leaves: Vec::new(),
-            },
-            index: std::collections::HashMap::new(),
-        }
-    }
-
-    fn compile(mut self, model: TextModel, transform: OutputTransform) -> Booster {
-        for tree in &model.trees {
-            self.add_tree(tree);
-        }
-        let mut booster = self.booster;
-        booster.feature_names = model.feature_names;
-        booster.transform = transform;
-        booster.average_output = model.average_output;
-        booster
-    }
-
+    /// The id of `node`'s condition; a categorical node gets a new one (bitsets are per tree).
     fn condition(&mut self, tree: &TextTree, node: &TextNode) -> u32 {
-        let next = u32::try_from(self.booster.conditions.len()).unwrap_or(u32::MAX);
         if node.is_categorical() {
-            // Bitsets are per tree, so categorical conditions are not shared.
             let index = text::categorical_index(node.threshold).unwrap_or(0);
-            let start = tree.cat_boundaries[index];
-            let end = tree.cat_boundaries[index + 1];
-            let words = &tree.cat_threshold[start..end];
-            let start = self.booster.cat_words.len();
-            self.booster.cat_words.extend_from_slice(words);
-            self.booster.conditions.push(Condition::Categorical {
+            let words =
+                &tree.cat_threshold[tree.cat_boundaries[index]..tree.cat_boundaries[index + 1]];
+            let id = self.next_categorical;
+            self.next_categorical += 1;
+            self.categorical.push(CategoricalCondition {
+                id,
                 feature: node.feature,
-                start,
-                len: words.len(),
+                words: (self.cat_words.len(), words.len()),
             });
-            return next;
+            self.cat_words.extend_from_slice(words);
+            return u32::try_from(id).unwrap_or(u32::MAX);
         }
         let missing = node.missing_type().unwrap_or(MissingType::None);
         let key = (
             node.feature,
             node.threshold.to_bits(),
-            missing as u8,
+            missing,
             node.default_left(),
         );
-        *self.index.entry(key).or_insert_with(|| {
-            self.booster.conditions.push(Condition::Numerical {
-                feature: node.feature,
-                threshold: node.threshold,
-                missing,
-                default_left: node.default_left(),
-            });
-            next
-        })
+        self.ids.get(&key).copied().unwrap_or(0)
     }
 
-    fn add_tree(&mut self, tree: &TextTree) {
-        let depth = depth(&tree.nodes);
-        let leaves_at = self.booster.leaves.len();
-        if depth <= MAX_COMPLETE_DEPTH
-            && (depth <= 6 || (1usize << depth) <= 8 * tree.leaf_value.len())
-        {
-            let internal = (1usize << depth) - 1;
-            let conds_at = self.booster.node_conds.len();
-            self.booster.node_conds.resize(conds_at + internal, 0);
-            self.booster.leaves.resize(leaves_at + internal + 1, 0.0);
-            if tree.nodes.is_empty() {
-                self.booster.leaves[leaves_at] = tree.leaf_value[0];
-            } else {
-                self.place(tree, 0, 0, depth, conds_at, leaves_at);
-            }
-            self.booster.trees.push(TreeLayout::Complete {
-                depth,
-                conds: conds_at,
-                leaves: leaves_at,
-            });
-        } else {
-            let nodes_at = self.booster.linked.len();
-            for node in &tree.nodes {
-                let cond = self.condition(tree, node);
-                self.booster.linked.push(LinkedNode {
-                    cond,
-                    left: node.left,
-                    right: node.right,
-                });
-            }
-            self.booster.leaves.extend_from_slice(&tree.leaf_value);
-            self.booster.trees.push(TreeLayout::Linked {
-                nodes: nodes_at,
-                leaves: leaves_at,
-            });
-        }
-    }
-
-    /// Places `child` of the parsed tree at position `slot` (level order) of the padded tree.
+    /// Fills the padded complete tree of `depth` levels at `conds`/`leaves` from `child`,
+    /// placed at `slot` (level order).
+    #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
         tree: &TextTree,
         child: i32,
         slot: usize,
         depth: u32,
-        conds_at: usize,
-        leaves_at: usize,
+        conds: &mut [u32],
+        leaves: &mut [f64],
     ) {
         let internal = (1usize << depth) - 1;
         if child >= 0 {
             let node = tree.nodes[child as usize];
-            let cond = self.condition(tree, &node);
-            self.booster.node_conds[conds_at + slot] = cond;
-            self.place(tree, node.left, 2 * slot + 1, depth, conds_at, leaves_at);
-            self.place(tree, node.right, 2 * slot + 2, depth, conds_at, leaves_at);
+            conds[slot] = self.condition(tree, &node);
+            self.place(tree, node.left, 2 * slot + 1, depth, conds, leaves);
+            self.place(tree, node.right, 2 * slot + 2, depth, conds, leaves);
         } else {
             // A leaf at `slot`: its padded subtree reads condition 0 (left) all the way down;
             // every bottom position under it gets its value.
@@ -594,9 +709,81 @@ impl Compiler {
                 first = 2 * first + 1;
                 last = 2 * last + 2;
             }
-            for position in first..=last {
-                self.booster.leaves[leaves_at + position - internal] = value;
+            leaves[first - internal..=last - internal].fill(value);
+        }
+    }
+
+    fn compact_tree(&mut self, tree: &TextTree) -> CompactTree {
+        let mut conds = [0u32; 32];
+        let mut leaves = [0.0f64; 32];
+        self.place(
+            tree,
+            root(tree),
+            0,
+            COMPACT_DEPTH,
+            &mut conds[..31],
+            &mut leaves,
+        );
+        CompactTree {
+            // Every id is below COMPACT_CONDITIONS (256) in a compact model.
+            conds: conds.map(|c| u8::try_from(c).unwrap_or(0)),
+            leaves,
+        }
+    }
+}
+
+/// The root of a parsed tree: node 0, or leaf 0 for a single-leaf tree.
+fn root(tree: &TextTree) -> i32 {
+    if tree.nodes.is_empty() { -1 } else { 0 }
+}
+
+/// The general layout, built tree by tree.
+#[derive(Debug, Default)]
+struct GeneralLayout {
+    trees: Vec<TreeLayout>,
+    node_conds: Vec<u32>,
+    linked: Vec<LinkedNode>,
+    leaves: Vec<f64>,
+}
+
+impl GeneralLayout {
+    fn add_tree(&mut self, compiler: &mut Compiler, tree: &TextTree, depth: u32) {
+        let leaves_at = self.leaves.len();
+        if depth <= MAX_COMPLETE_DEPTH
+            && (depth <= 6 || (1usize << depth) <= 8 * tree.leaf_value.len())
+        {
+            let internal = (1usize << depth) - 1;
+            let conds_at = self.node_conds.len();
+            self.node_conds.resize(conds_at + internal, 0);
+            self.leaves.resize(leaves_at + internal + 1, 0.0);
+            compiler.place(
+                tree,
+                root(tree),
+                0,
+                depth,
+                &mut self.node_conds[conds_at..],
+                &mut self.leaves[leaves_at..],
+            );
+            self.trees.push(TreeLayout::Complete {
+                depth,
+                conds: conds_at,
+                leaves: leaves_at,
+            });
+        } else {
+            let nodes_at = self.linked.len();
+            for node in &tree.nodes {
+                let cond = compiler.condition(tree, node);
+                self.linked.push(LinkedNode {
+                    cond,
+                    left: node.left,
+                    right: node.right,
+                });
             }
+            self.leaves.extend_from_slice(&tree.leaf_value);
+            self.trees.push(TreeLayout::Linked {
+                nodes: nodes_at,
+                leaves: leaves_at,
+            });
         }
     }
 }

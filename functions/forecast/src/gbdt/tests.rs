@@ -340,14 +340,27 @@ fn any_value() -> impl Strategy<Value = f64> {
     ]
 }
 
+/// The same model in the general layout.
+fn two_trees_general() -> Booster {
+    let model = text::parse(TWO_TREES).unwrap();
+    let transform = OutputTransform::from_objective(model.objective.as_deref()).unwrap();
+    compile(model, transform, false)
+}
+
+#[test]
+fn small_models_compile_compact_unless_told_not_to() {
+    assert!(two_trees().is_compact());
+    assert!(!two_trees_general().is_compact());
+}
+
 proptest! {
     #[test]
-    fn the_compiled_layout_agrees_with_a_plain_walk(
+    fn both_layouts_agree_with_a_plain_walk(
         a in any_value(), b in any_value(),
     ) {
         let model = text::parse(TWO_TREES).unwrap();
-        let booster = two_trees();
-        let got = booster.predict_row(&[a, b]).unwrap();
-        prop_assert_eq!(got.to_bits(), interpret(&model, &[a, b]).to_bits());
+        let expected = interpret(&model, &[a, b]).to_bits();
+        prop_assert_eq!(two_trees().predict_row(&[a, b]).unwrap().to_bits(), expected);
+        prop_assert_eq!(two_trees_general().predict_row(&[a, b]).unwrap().to_bits(), expected);
     }
 }

@@ -450,6 +450,10 @@ impl<'a> Fields<'a> {
             };
             node.missing_type()
                 .map_err(|e| e.context(&format!("node {i}")))?;
+            if !node.is_categorical() && node.threshold.is_nan() {
+                // LightGBM never writes one; the evaluator's sorted runs assume none.
+                return Err(Unsupported(format!("node {i} has a NaN threshold")));
+            }
             nodes.push(node);
         }
         check_is_a_tree(&nodes, num_leaves)?;
