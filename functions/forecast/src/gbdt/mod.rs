@@ -123,8 +123,8 @@ const COMPACT_DEPTH: u32 = 5;
 const COMPACT_CONDITIONS: usize = 256;
 
 /// A tree of depth <= 5 in a model of <= 256 conditions, stored inline: condition ids of the
-/// 31 nodes level by level (one spare so `i & 31` indexes without a bounds check) and the 32
-/// leaves. The walk is five steps of `i = 2i + 1 + byte[cond[i]]`.
+/// 31 nodes level by level (and one unused) and the 32 leaves. The walk is five steps of
+/// `i = 2i + 1 + byte[cond[i]]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct CompactTree {
     conds: [u8; 32],
@@ -258,7 +258,7 @@ impl Booster {
         let mut sums = [0.0f64; BLOCK_ROWS];
         match &self.trees {
             Trees::Compact(trees) => {
-                let mut bytes = [[0u8; COMPACT_CONDITIONS]; BLOCK_ROWS];
+                let mut bytes = [[false; COMPACT_CONDITIONS]; BLOCK_ROWS];
                 for (rows, out) in rows
                     .chunks(BLOCK_ROWS * width)
                     .zip(out.chunks_mut(BLOCK_ROWS))
@@ -282,7 +282,7 @@ impl Booster {
                 leaves,
             } => {
                 let n_cond = self.num_conditions;
-                let mut bytes = vec![0u8; BLOCK_ROWS * n_cond];
+                let mut bytes = vec![false; BLOCK_ROWS * n_cond];
                 for (rows, out) in rows
                     .chunks(BLOCK_ROWS * width)
                     .zip(out.chunks_mut(BLOCK_ROWS))
@@ -319,8 +319,8 @@ impl Booster {
 
     /// One byte per condition for `row` (1 = right), after LightGBM's input rules
     /// (`Tree::NumericalDecision`, `Tree::CategoricalDecision`).
-    fn condition_bytes(&self, row: &[f64], bytes: &mut [u8]) {
-        bytes[0] = 0;
+    fn condition_bytes(&self, row: &[f64], bytes: &mut [bool]) {
+        bytes[0] = false;
         for run in &self.runs {
             let x = input_value(row[run.feature]);
             let out = &mut bytes[run.start..run.start + run.thresholds.len()];
@@ -331,21 +331,21 @@ impl Booster {
                 MissingType::None => false,
             };
             if missing {
-                out.fill(u8::from(!run.default_left));
+                out.fill(!run.default_left);
                 continue;
             }
             let x = if x.is_nan() { 0.0 } else { x };
             // Right exactly when `!(x <= t)`, i.e. `t < x` for a number x: a prefix.
             let right = run.thresholds.partition_point(|t| *t < x);
-            out[..right].fill(1);
-            out[right..].fill(0);
+            out[..right].fill(true);
+            out[right..].fill(false);
         }
         for condition in &self.categorical {
             let (start, len) = condition.words;
-            bytes[condition.id] = u8::from(!categorical_goes_left(
+            bytes[condition.id] = !categorical_goes_left(
                 input_value(row[condition.feature]),
                 &self.cat_words[start..start + len],
-            ));
+            );
         }
     }
     /// Checks this evaluator against rows LightGBM scored: every prediction must be equal
@@ -501,15 +501,34 @@ fn is_zero(x: f64) -> bool {
 }
 
 /// Adds every compact tree's leaf, in file order, to each row's sum.
-fn sum_compact(trees: &[CompactTree], bytes: &[[u8; COMPACT_CONDITIONS]], sums: &mut [f64]) {
+fn sum_compact(trees: &[CompactTree], bytes: &[[bool; COMPACT_CONDITIONS]], sums: &mut [f64]) {
+    if let ([sum], [bytes]) = (&mut *sums, bytes) {
+        // One row: its sum is the only dependency chain, the walks of later trees overlap it.
+        for tree in trees {
+            *sum += tree.walk(bytes);
+        }
+        return;
+    }
     for tree in trees {
         for (sum, bytes) in sums.iter_mut().zip(bytes) {
-            let mut i = 0usize;
-            for _ in 0..COMPACT_DEPTH {
-                i = 2 * i + 1 + usize::from(bytes[usize::from(tree.conds[i & 31])]);
-            }
-            *sum += tree.leaves[(i - 31) & 31];
+            *sum += tree.walk(bytes);
         }
+    }
+}
+
+impl CompactTree {
+    /// The leaf a row reaches: five steps of `i = 2i + 1 + right`, unrolled. The bytes are
+    /// `bool`, so the index after step k is provably below 2^(k+1) - 1 and every access is in
+    /// bounds without a check.
+    #[inline(always)]
+    fn walk(&self, bytes: &[bool; COMPACT_CONDITIONS]) -> f64 {
+        let c = &self.conds;
+        let mut i = 1 + usize::from(bytes[usize::from(c[0])]);
+        i = 2 * i + 1 + usize::from(bytes[usize::from(c[i])]);
+        i = 2 * i + 1 + usize::from(bytes[usize::from(c[i])]);
+        i = 2 * i + 1 + usize::from(bytes[usize::from(c[i])]);
+        i = 2 * i + 1 + usize::from(bytes[usize::from(c[i])]);
+        self.leaves[i - 31]
     }
 }
 
@@ -519,7 +538,7 @@ fn sum_general(
     node_conds: &[u32],
     linked: &[LinkedNode],
     leaves: &[f64],
-    bytes: &[u8],
+    bytes: &[bool],
     n_cond: usize,
     sums: &mut [f64],
 ) {
@@ -545,7 +564,7 @@ fn sum_general(
                 let mut node = 0i32;
                 while node >= 0 {
                     let n = linked[nodes + node as usize];
-                    node = if bytes[n.cond as usize] != 0 {
+                    node = if bytes[n.cond as usize] {
                         n.right
                     } else {
                         n.left
@@ -556,9 +575,6 @@ fn sum_general(
         }
     }
 }
-
-/// Key of a numerical condition: feature, threshold bits, missing rule, default direction.
-type NumericalKey = (usize, u64, MissingType, bool);
 
 /// Numbers the conditions of `model` and lays its trees out for walking.
 fn compile(model: TextModel, transform: OutputTransform, allow_compact: bool) -> Booster {
@@ -579,7 +595,6 @@ fn compile(model: TextModel, transform: OutputTransform, allow_compact: bool) ->
             }
         }
     }
-    let mut ids: std::collections::HashMap<NumericalKey, u32> = std::collections::HashMap::new();
     let mut runs = Vec::with_capacity(grouped.len());
     let mut next = 1usize;
     for ((feature, missing, default_left), mut thresholds) in grouped {
@@ -590,21 +605,18 @@ fn compile(model: TextModel, transform: OutputTransform, allow_compact: bool) ->
             1 => MissingType::Zero,
             _ => MissingType::NaN,
         };
-        for (k, threshold) in thresholds.iter().enumerate() {
-            let id = u32::try_from(next + k).unwrap_or(u32::MAX);
-            ids.insert((feature, threshold.to_bits(), missing, default_left), id);
-        }
+        let len = thresholds.len();
         runs.push(ConditionRun {
             feature,
             missing,
             default_left,
             start: next,
-            thresholds: thresholds.clone(),
+            thresholds,
         });
-        next += thresholds.len();
+        next += len;
     }
     let mut compiler = Compiler {
-        ids,
+        runs,
         next_categorical: next,
         categorical: Vec::with_capacity(num_categorical),
         cat_words: Vec::new(),
@@ -639,7 +651,7 @@ fn compile(model: TextModel, transform: OutputTransform, allow_compact: bool) ->
         transform,
         average_output: model.average_output,
         num_conditions,
-        runs,
+        runs: compiler.runs,
         categorical: compiler.categorical,
         cat_words: compiler.cat_words,
         num_trees: model.trees.len(),
@@ -649,7 +661,7 @@ fn compile(model: TextModel, transform: OutputTransform, allow_compact: bool) ->
 
 /// Condition ids of the nodes of parsed trees.
 struct Compiler {
-    ids: std::collections::HashMap<NumericalKey, u32>,
+    runs: Vec<ConditionRun>,
     next_categorical: usize,
     categorical: Vec<CategoricalCondition>,
     cat_words: Vec<u32>,
@@ -673,18 +685,26 @@ impl Compiler {
             return u32::try_from(id).unwrap_or(u32::MAX);
         }
         let missing = node.missing_type().unwrap_or(MissingType::None);
-        let key = (
-            node.feature,
-            node.threshold.to_bits(),
-            missing,
-            node.default_left(),
-        );
-        self.ids.get(&key).copied().unwrap_or(0)
+        let id = self
+            .runs
+            .iter()
+            .find(|run| {
+                run.feature == node.feature
+                    && run.missing == missing
+                    && run.default_left == node.default_left()
+            })
+            .and_then(|run| {
+                run.thresholds
+                    .binary_search_by(|t| t.total_cmp(&node.threshold))
+                    .ok()
+                    .map(|k| run.start + k)
+            });
+        // Every numerical node's condition was numbered in the first pass.
+        id.and_then(|id| u32::try_from(id).ok()).unwrap_or(0)
     }
 
     /// Fills the padded complete tree of `depth` levels at `conds`/`leaves` from `child`,
     /// placed at `slot` (level order).
-    #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
         tree: &TextTree,

@@ -5,6 +5,8 @@
 //! on purpose: every count and index is checked before it is used, so a truncated or edited
 //! file is an error naming what is wrong, never an out-of-bounds read.
 
+use rayon::prelude::*;
+
 use super::ModelTextError::{self, Corrupt, Unsupported};
 
 /// Most trees a model may hold; far beyond any model this service trains, and it bounds the
@@ -123,7 +125,8 @@ pub(super) fn parse(text: &str) -> Result<TextModel, ModelTextError> {
         ));
     }
     let header = header.finish()?;
-    let mut trees = Vec::new();
+    // Lines are split here, in order; the numbers of each tree are parsed below, in parallel.
+    let mut trees: Vec<Fields<'_>> = Vec::new();
     let mut ended = false;
     while let Some(line) = next.take() {
         if line == "end of trees" {
@@ -151,10 +154,7 @@ pub(super) fn parse(text: &str) -> Result<TextModel, ModelTextError> {
             }
             fields.read(field)?;
         }
-        let tree = fields
-            .into_tree(header.num_features)
-            .map_err(|e| e.context(&format!("tree {}", trees.len())))?;
-        trees.push(tree);
+        trees.push(fields);
         next = lines.by_ref().find(|line| !line.is_empty());
     }
     if !ended {
@@ -168,6 +168,15 @@ pub(super) fn parse(text: &str) -> Result<TextModel, ModelTextError> {
     if let Some(sizes) = &header.tree_sizes {
         check_tree_sizes(text, sizes, trees.len())?;
     }
+    let trees = trees
+        .into_par_iter()
+        .enumerate()
+        .map(|(index, fields)| {
+            fields
+                .into_tree(header.num_features)
+                .map_err(|e| e.context(&format!("tree {index}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(TextModel {
         feature_names: header.feature_names,
         objective: header.objective,
@@ -560,17 +569,23 @@ fn integer(value: &str, name: &str) -> Result<i64, ModelTextError> {
         .map_err(|_| Corrupt(format!("`{name}` is not a whole number: {value:?}")))
 }
 
+/// The values of an array field: LightGBM writes them separated by single spaces.
+fn items(value: &str) -> impl Iterator<Item = &str> {
+    value.split(' ').filter(|v| !v.is_empty())
+}
+
 fn integers(value: &str, n: usize, name: &str) -> Result<Vec<i64>, ModelTextError> {
-    let values: Vec<i64> = value
-        .split_whitespace()
-        .map(|v| integer(v, name))
+    let values: Vec<i64> = items(value)
+        .map(|v| {
+            v.parse()
+                .map_err(|_| Corrupt(format!("`{name}` is not a whole number: {v:?}")))
+        })
         .collect::<Result<_, _>>()?;
     expect_len(values, n, name)
 }
 
 fn floats(value: &str, n: usize, name: &str) -> Result<Vec<f64>, ModelTextError> {
-    let values: Vec<f64> = value
-        .split_whitespace()
+    let values: Vec<f64> = items(value)
         .map(|v| {
             v.parse::<f64>()
                 .map_err(|_| Corrupt(format!("`{name}` has a non-number {v:?}")))
