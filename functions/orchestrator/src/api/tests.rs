@@ -355,6 +355,25 @@ async fn invalid_fields_are_422_naming_each_field() {
 }
 
 #[tokio::test]
+async fn year_zero_and_negative_years_are_422_like_any_impossible_date() {
+    for date in [
+        "0000-01-01",
+        "-0001-12-31",
+        "0000-01-01T00:00:00Z",
+        "+10000-01-01",
+    ] {
+        let (status, body, app) = call(
+            FakeModel::answering(json!([1.0])),
+            post_predict(&json!({"date": date, "store": 1, "item": 1}).to_string()),
+        )
+        .await;
+        assert_eq!(status, 422, "{date}: {body}");
+        assert_eq!(error_locs(&body), ["body.date:date_parsing"], "{date}");
+        assert!(app.client.payloads().is_empty(), "{date} reached the model");
+    }
+}
+
+#[tokio::test]
 async fn ids_outside_the_training_domain_are_422_naming_field_and_range() {
     let (status, body, app) = call(
         FakeModel::scoring(),
