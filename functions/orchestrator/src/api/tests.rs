@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use forecast::Feature;
 use lambda_http::http::Request as HttpRequest;
 
 use super::*;
@@ -156,7 +157,7 @@ struct Answer {
     headers: lambda_http::http::HeaderMap,
 }
 
-async fn answer(app: &Orchestrator<FakeModel>, request: Request) -> Answer {
+async fn answer<C: ModelClient>(app: &Orchestrator<C>, request: Request) -> Answer {
     let response = app.handle(request).await;
     Answer {
         status: response.status().as_u16(),
@@ -939,3 +940,5 @@ async fn real_api_gateway_v2_events_are_routed() {
     assert_eq!(reply.body["forecast"].as_array().unwrap().len(), 7);
     assert_eq!(reply.body["forecast"][6]["date"], "2018-01-07");
 }
+
+mod rollout;
