@@ -115,7 +115,9 @@ build: deps ## sam build (cargo lambda, arm64) into .aws-sam/
 	BINDGEN_EXTRA_CLANG_ARGS="$(ZIG_BINDGEN_ARGS)" sam build --beta-features --config-env $(ENV)
 	@ls -l .aws-sam/build/ModelFunction/bootstrap .aws-sam/build/OrchestratorFunction/bootstrap
 
-deploy: build ## deploy the stack of ENV (guided the first time)
+# Both functions deploy through their `live` alias: a changed function gets a canary
+# (DeploymentType in samconfig.toml) that the stack's alarms roll back; sam deploy waits for it.
+deploy: build ## deploy the stack of ENV (guided the first time); canary through the live aliases
 	@infra/aws/has-credentials.sh || { echo "deploy: no AWS credentials configured" >&2; exit 1; }
 	@if infra/aws/stack-output.sh $(STACK) ApiUrl >/dev/null 2>&1; then \
 		sam deploy --config-env $(ENV); \
@@ -127,7 +129,7 @@ publish-model: ## publish MODEL_DIR to the bucket of the deployed stack of ENV
 	@infra/aws/has-credentials.sh || { echo "publish-model: no AWS credentials configured" >&2; exit 1; }
 	bucket=$$(infra/aws/stack-output.sh $(STACK) ModelBucketName) && \
 		cargo run --release -p trainer -- publish --model-dir $(MODEL_DIR) --bucket "$$bucket"
-	@echo "serve it: set ModelVersion=$$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' $(MODEL_DIR)/manifest.json) for [$(ENV)] in samconfig.toml, then make deploy ENV=$(ENV)"
+	@echo "serve it: set ModelVersion=$$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' $(MODEL_DIR)/manifest.json) for [$(ENV)] in samconfig.toml, then make deploy ENV=$(ENV) (a canary on the model's live alias, rolled back by the alarms)"
 
 smoke: ## call the deployed API of ENV (skips without AWS credentials)
 	@infra/aws/smoke.sh $(STACK)

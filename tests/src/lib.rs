@@ -245,9 +245,20 @@ pub struct LambdaWatch {
 impl LambdaWatch {
     /// Starts the emulator with `env` (written to an env file) and waits until it listens.
     pub fn start(env: &[(&str, String)], log_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(env, log_dir, "watch", &[])
+    }
+
+    /// [`LambdaWatch::start`] with more `cargo lambda watch` arguments (e.g. `--concurrency`),
+    /// its env file and log named after `name` in `log_dir`.
+    pub fn start_with(
+        env: &[(&str, String)],
+        log_dir: &Path,
+        name: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let base_url = format!("http://127.0.0.1:{port}");
-        let env_file = log_dir.join("watch.env");
+        let env_file = log_dir.join(format!("{name}.env"));
         let mut file = std::fs::File::create(&env_file)?;
         for (key, value) in LOCAL_AWS_ENV.iter().map(|(k, v)| (*k, (*v).to_owned())) {
             writeln!(file, "{key}={value}")?;
@@ -258,7 +269,7 @@ impl LambdaWatch {
         for (key, value) in env {
             writeln!(file, "{key}={value}")?;
         }
-        let log = log_dir.join("watch.log");
+        let log = log_dir.join(format!("{name}.log"));
         let mut command = Command::new("cargo");
         command
             .current_dir(workspace_root())
@@ -271,6 +282,7 @@ impl LambdaWatch {
                 "-P",
             ])
             .arg(port.to_string())
+            .args(extra_args)
             .arg("--env-file")
             .arg(&env_file);
         let mut process = ProcessGroup::spawn("cargo lambda watch", &mut command, &log)?;
@@ -314,9 +326,20 @@ pub fn train_small_model(
     dir: &Path,
     version: &str,
 ) -> anyhow::Result<trainer::train::TrainedModel> {
+    train_model(dir, version, 3, &forecast::features::ORIGINAL_FEATURES)
+}
+
+/// Trains a small model (`stores` stores x 4 items x 2 years of generated data, 40 rounds)
+/// on `features` into `dir/model`, with `version`.
+pub fn train_model(
+    dir: &Path,
+    version: &str,
+    stores: u32,
+    features: &[forecast::Feature],
+) -> anyhow::Result<trainer::train::TrainedModel> {
     use trainer::generate::{GenerateConfig, generate};
     let data = GenerateConfig {
-        stores: 3,
+        stores,
         items: 4,
         train_end: chrono::NaiveDate::from_ymd_opt(2014, 12, 31).context("a valid date")?,
         test_days: 1,
@@ -326,10 +349,58 @@ pub fn train_small_model(
     let history = trainer::data::read_sales_csv(&dir.join("data/train.csv"))?;
     let config = trainer::train::TrainConfig {
         version: version.to_owned(),
+        features: features.to_vec(),
         ..trainer::train::TrainConfig::default()
     }
     .set("num_iterations", serde_json::json!(40));
     trainer::train::train(&history, &config, &dir.join("model"))
+}
+
+/// Uploads `model.txt`, then `manifest.json`, from `model_dir` to `location`, whatever the
+/// manifest's version: the local stand-in for a deploy that points the model function at a
+/// new model (on AWS, a new `ModelVersion` is a new `MODEL_URI` and a new function version;
+/// `cargo lambda watch` keeps one environment, so the new model goes where it reads).
+pub async fn publish_model_at(
+    s3: &LocalS3,
+    model_dir: &Path,
+    location: &forecast::ModelLocation,
+) -> anyhow::Result<()> {
+    let client = s3.client().await;
+    trainer::publish::ensure_bucket(&client, &location.bucket).await?;
+    for (key, file) in [
+        (location.model_key(), "model.txt"),
+        (location.manifest_key(), "manifest.json"),
+    ] {
+        let body = std::fs::read(model_dir.join(file))?;
+        client
+            .put_object()
+            .bucket(&location.bucket)
+            .key(&key)
+            .body(body.into())
+            .send()
+            .await
+            .with_context(|| format!("uploading {key}"))?;
+    }
+    Ok(())
+}
+
+/// Pids of the processes named `name` that the emulator with pid `watch_pid` runs.
+pub fn function_pids(watch_pid: u32, name: &str) -> Vec<u32> {
+    descendant_rss_kib(watch_pid, name)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Sends SIGKILL to process `pid`.
+pub fn kill_process(pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()?;
+    if !status.success() {
+        bail!("kill -KILL {pid} failed: {status}");
+    }
+    Ok(())
 }
 
 /// Creates `bucket` on `s3` if needed and publishes the model directory `model_dir` to it.
@@ -385,8 +456,13 @@ pub struct FaultProxy {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     state: std::sync::Arc<std::sync::Mutex<(Fault, String)>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    in_flight: InFlight,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// Requests forwarded and not yet answered, by upstream.
+type InFlight = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
 
 impl FaultProxy {
     /// Listens on a free port; forwards to nowhere until [`FaultProxy::set_upstream`].
@@ -394,18 +470,32 @@ impl FaultProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let state = std::sync::Arc::new(std::sync::Mutex::new((Fault::None, String::new())));
-        let shared = std::sync::Arc::clone(&state);
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let in_flight = InFlight::default();
+        let (shared, counted, pending) = (
+            std::sync::Arc::clone(&state),
+            std::sync::Arc::clone(&requests),
+            std::sync::Arc::clone(&in_flight),
+        );
         let client = reqwest::Client::new();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let state = std::sync::Arc::clone(&shared);
+                let counted = std::sync::Arc::clone(&counted);
+                let pending = std::sync::Arc::clone(&pending);
                 let client = client.clone();
                 tokio::spawn(async move {
-                    let _ = serve_connection(stream, state, client).await;
+                    let _ = serve_connection(stream, state, counted, pending, client).await;
                 });
             }
         });
-        Ok(Self { url, state, task })
+        Ok(Self {
+            url,
+            state,
+            requests,
+            in_flight,
+            task,
+        })
     }
 
     /// Where requests are forwarded (the emulator's base URL).
@@ -413,6 +503,19 @@ impl FaultProxy {
         if let Ok(mut state) = self.state.lock() {
             upstream.clone_into(&mut state.1);
         }
+    }
+
+    /// Requests received so far (model invocations, when it fronts the Invoke API).
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Requests forwarded to `upstream` that it has not answered yet.
+    pub fn in_flight_to(&self, upstream: &str) -> usize {
+        self.in_flight
+            .lock()
+            .map(|pending| pending.get(upstream).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Injects `fault` into every request from now on.
@@ -433,6 +536,8 @@ impl Drop for FaultProxy {
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     state: std::sync::Arc<std::sync::Mutex<(Fault, String)>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    in_flight: InFlight,
     client: reqwest::Client,
 ) -> anyhow::Result<()> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -464,6 +569,7 @@ async fn serve_connection(
         }
         let mut body = vec![0; length];
         stream.read_exact(&mut body).await?;
+        requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 
         let (fault, upstream) = state
             .lock()
@@ -491,7 +597,16 @@ async fn serve_connection(
                         forward = forward.header(name.as_str(), value.as_str());
                     }
                 }
-                let answer = forward.body(body).send().await?;
+                let count = |delta: isize| {
+                    if let Ok(mut pending) = in_flight.lock() {
+                        let n = pending.entry(upstream.clone()).or_insert(0);
+                        *n = n.saturating_add_signed(delta);
+                    }
+                };
+                count(1);
+                let answer = forward.body(body).send().await;
+                count(-1);
+                let answer = answer?;
                 let status = answer.status().as_u16();
                 let kept: Vec<(String, String)> = answer
                     .headers()

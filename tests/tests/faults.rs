@@ -2,7 +2,9 @@
 //! functions): each cold-start fault produces its documented init error and HTTP status, the
 //! orchestrator keeps serving the routes that do not need the model, and the system recovers
 //! by itself once the fault is removed. The model function failing, throttled or slow while
-//! the orchestrator serves maps to 502 / 503 / 504 and heals on the next request.
+//! the orchestrator serves maps to 502 / 503 / 504 and heals on the next request; the model
+//! process killed in the middle of a 10,000-row batch is a documented 5xx for that batch and
+//! the next request is served once the function is back.
 //! Every error body is checked for leaked internals.
 
 // Integration-test helpers panic on purpose: a failed setup step is a failed test.
@@ -11,8 +13,8 @@
 use std::time::{Duration, Instant};
 
 use e2e::{
-    Fault, FaultProxy, LambdaWatch, LocalS3, assert_no_leak, free_port, publish_model, stack_env,
-    train_small_model,
+    Fault, FaultProxy, LambdaWatch, LocalS3, assert_no_leak, free_port, function_pids,
+    kill_process, publish_model, stack_env, train_small_model,
 };
 use forecast::ModelLocation;
 use serde_json::{Value, json};
@@ -434,4 +436,114 @@ async fn a_failing_throttled_or_slow_model_maps_to_502_503_504_and_heals_on_the_
             "the same prediction after {fault:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_killed_mid_batch_is_a_documented_5xx_and_the_next_request_is_served() {
+    // GIVEN the local stack, warm, the orchestrator reaching the model through a counting proxy,
+    // batches going out as 100 invocations of 100 rows, two at a time (so the batch is in
+    // flight long enough to be killed in the middle of). `cargo lambda watch` never restarts
+    // a function whose process died (Lambda replaces the execution environment): a second
+    // emulator behind the proxy stands for the replacement, as in the rollout test.
+    let work = tempfile::tempdir().unwrap();
+    train_small_model(work.path(), "faults").unwrap();
+    let s3 = LocalS3::start(work.path()).unwrap();
+    let location = publish(&s3, work.path()).await;
+    let proxy = FaultProxy::start().await.unwrap();
+    let mut env = stack_env(&s3.endpoint, &location);
+    env.retain(|(key, _)| *key != "MODEL_INVOKE_TIMEOUT_MS");
+    env.extend([
+        ("AWS_ENDPOINT_URL_LAMBDA", proxy.url.clone()),
+        ("MODEL_INVOKE_TIMEOUT_MS", "5000".to_owned()),
+        ("BATCH_CHUNK_ROWS", "100".to_owned()),
+        ("BATCH_MAX_CONCURRENCY", "2".to_owned()),
+    ]);
+    let watch = LambdaWatch::start(&env, work.path()).unwrap();
+    let replacement = LambdaWatch::start_with(&env, work.path(), "replacement", &[]).unwrap();
+    proxy.set_upstream(&watch.base_url);
+    let http = http();
+    let started = Instant::now();
+    let healthy = loop {
+        let reply = predict(&http, &watch).await;
+        if reply.status == 200 || started.elapsed() > Duration::from_secs(600) {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        healthy.status,
+        200,
+        "{}\n{}",
+        healthy.text,
+        watch.log_tail()
+    );
+
+    // WHEN a 10,000-row batch is in flight and the model process is killed (SIGKILL) after
+    // ten of its invocations
+    let batch = json!({"instances": (0..10_000u32)
+        .map(|i| json!({"date": "2018-01-01", "store": i % 3 + 1, "item": i % 4 + 1}))
+        .collect::<Vec<_>>()})
+    .to_string();
+    let before = proxy.requests();
+    let in_flight = tokio::spawn(send(
+        http.post(watch.function_url("orchestrator", "/v1/api/predict/batch"))
+            .header("content-type", "application/json")
+            .body(batch),
+    ));
+    while proxy.requests() < before + 10 {
+        assert!(!in_flight.is_finished(), "the batch ended before the kill");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let model = function_pids(watch.pid(), "model");
+    assert_eq!(model.len(), 1, "model processes: {model:?}");
+    kill_process(model[0]).unwrap();
+    let killed_at = Instant::now();
+    let reply = in_flight.await.unwrap();
+
+    // THEN the batch is a documented 5xx from the service, with nothing internal in it
+    eprintln!(
+        "model killed mid-batch: {} after {:?}: {}",
+        reply.status,
+        killed_at.elapsed(),
+        reply.text
+    );
+    assert!(
+        reply.ours,
+        "the emulator answered, not the service: {}",
+        reply.text
+    );
+    assert!(
+        [502, 503, 504].contains(&reply.status),
+        "{}: {}",
+        reply.status,
+        reply.text
+    );
+    assert_error(&reply, reply.status);
+
+    // AND the next request is served once the model function is back
+    proxy.set_upstream(&replacement.base_url);
+    let recovered = loop {
+        let reply = predict(&http, &watch).await;
+        if reply.status == 200 {
+            break killed_at.elapsed();
+        }
+        assert_error(&reply, reply.status);
+        assert!(
+            killed_at.elapsed() < RECOVERY,
+            "not served again within {RECOVERY:?}: {}\n{}",
+            reply.text,
+            watch.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let again = predict(&http, &watch).await;
+    assert_eq!(
+        again.text, healthy.text,
+        "the same prediction after the restart"
+    );
+    assert!(
+        !function_pids(replacement.pid(), "model").is_empty(),
+        "the replacement model process serves"
+    );
+    eprintln!("served again {recovered:?} after the kill");
 }

@@ -1,6 +1,7 @@
 //! Policy checks on `template.yaml` that `sam validate --lint` does not make: least-privilege
-//! IAM, locked-down buckets and explicit log groups. Each rule is also shown to catch a
-//! violation, so the check cannot pass vacuously.
+//! IAM (a function is invoked through its alias only), locked-down buckets, explicit log
+//! groups, and gradual deployments rolled back by the template's own alarms. Each rule is also
+//! shown to catch a violation, so the check cannot pass vacuously.
 
 // Test helpers panic on purpose: a template that cannot be read is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -35,6 +36,38 @@ fn text_of(value: &Value) -> Option<String> {
     }
 }
 
+/// A value as the template writes it: its text, or `!Tag target` for other intrinsics.
+fn describe(value: &Value) -> String {
+    match (text_of(value), value) {
+        (Some(text), _) => text,
+        (None, Value::Tagged(tagged)) => match tagged.value.as_str() {
+            Some(target) => format!("{} {target}", tagged.tag),
+            None => format!("{} ...", tagged.tag),
+        },
+        (None, other) => format!("{other:?}"),
+    }
+}
+
+/// The values `text` can take: each allowed value (else the default) of a `${Parameter}` in
+/// it substituted, or `text` itself.
+fn expand_parameter(template: &Value, text: &str) -> Vec<String> {
+    let Some((before, rest)) = text.split_once("${") else {
+        return vec![text.to_owned()];
+    };
+    let Some((parameter, after)) = rest.split_once('}') else {
+        return vec![text.to_owned()];
+    };
+    let declared = &template["Parameters"][parameter];
+    let values: Vec<String> = match declared["AllowedValues"].as_sequence() {
+        Some(allowed) => allowed.iter().filter_map(text_of).collect(),
+        None => text_of(&declared["Default"]).into_iter().collect(),
+    };
+    values
+        .into_iter()
+        .map(|value| format!("{before}{value}{after}"))
+        .collect()
+}
+
 fn list(value: &Value) -> Vec<&Value> {
     match value {
         Value::Sequence(items) => items.iter().collect(),
@@ -56,17 +89,58 @@ fn reference(value: &Value) -> Option<String> {
     }
 }
 
-fn check_statement(owner: &str, statement: &Value, violations: &mut Vec<String>) {
+/// `AutoPublishAlias` of every function in the template, by logical id.
+fn aliases(template: &Value) -> Vec<(String, String)> {
+    resources(template)
+        .into_iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .filter_map(|(name, r)| {
+            let alias = r["Properties"]["AutoPublishAlias"].as_str()?;
+            Some((name, alias.to_owned()))
+        })
+        .collect()
+}
+
+/// Whether `text` names a function of the template qualified by its alias: `${F}:alias`
+/// (`arn` false) or `${F.Arn}:alias` (`arn` true).
+fn is_alias_of_a_function(text: &str, aliases: &[(String, String)], arn: bool) -> bool {
+    aliases.iter().any(|(function, alias)| {
+        let target = if arn {
+            format!("${{{function}.Arn}}:{alias}")
+        } else {
+            format!("${{{function}}}:{alias}")
+        };
+        text == target
+    })
+}
+
+fn check_statement(
+    owner: &str,
+    statement: &Value,
+    aliases: &[(String, String)],
+    violations: &mut Vec<String>,
+) {
     if statement["Effect"].as_str() != Some("Allow") {
         return;
     }
+    let mut invokes = false;
     for action in list(&statement["Action"]) {
         let action = text_of(action).unwrap_or_default();
         if action == "*" || action.ends_with(":*") {
             violations.push(format!("{owner}: action {action:?} is a wildcard"));
         }
+        invokes |= action == "lambda:InvokeFunction";
     }
     let resources = list(&statement["Resource"]);
+    // Invoking a function unqualified runs $LATEST, which no deployment shifts or rolls back.
+    for resource in resources.iter().filter(|_| invokes) {
+        let text = describe(resource);
+        if !is_alias_of_a_function(&text, aliases, true) {
+            violations.push(format!(
+                "{owner}: may invoke {text}, not only a function's AutoPublishAlias"
+            ));
+        }
+    }
     if resources.is_empty() {
         violations.push(format!("{owner}: statement without a resource"));
     }
@@ -88,6 +162,12 @@ fn check_statement(owner: &str, statement: &Value, violations: &mut Vec<String>)
 /// Every violation of the rules, as readable sentences.
 fn violations(template: &Value) -> Vec<String> {
     let all = resources(template);
+    let aliases = aliases(template);
+    let alarms: Vec<&String> = all
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .map(|(name, _)| name)
+        .collect();
     let mut violations = Vec::new();
     let log_groups: Vec<&String> = all
         .iter()
@@ -105,7 +185,7 @@ fn violations(template: &Value) -> Vec<String> {
                     match policy.get("Statement") {
                         Some(statements) => {
                             for statement in list(statements) {
-                                check_statement(name, statement, &mut violations);
+                                check_statement(name, statement, &aliases, &mut violations);
                             }
                         }
                         None => violations.push(format!(
@@ -117,6 +197,14 @@ fn violations(template: &Value) -> Vec<String> {
                 if !group.as_ref().is_some_and(|g| log_groups.contains(&g)) {
                     violations.push(format!("{name}: no explicit log group with a retention"));
                 }
+                check_deployment(
+                    template,
+                    name,
+                    properties,
+                    &aliases,
+                    &alarms,
+                    &mut violations,
+                );
             }
             "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
                 let documents = list(&properties["Policies"])
@@ -125,7 +213,7 @@ fn violations(template: &Value) -> Vec<String> {
                     .chain([&properties["PolicyDocument"]]);
                 for document in documents {
                     for statement in list(&document["Statement"]) {
-                        check_statement(name, statement, &mut violations);
+                        check_statement(name, statement, &aliases, &mut violations);
                     }
                 }
             }
@@ -162,6 +250,56 @@ fn violations(template: &Value) -> Vec<String> {
         }
     }
     violations
+}
+
+/// A function is published with an alias and shifted to a new version gradually (canary or
+/// linear), rolled back by alarms the template defines; a function it invokes by name, it
+/// invokes through that function's alias.
+fn check_deployment(
+    template: &Value,
+    name: &str,
+    properties: &Value,
+    aliases: &[(String, String)],
+    alarms: &[&String],
+    violations: &mut Vec<String>,
+) {
+    if properties["AutoPublishAlias"].as_str().is_none() {
+        violations.push(format!("{name}: no AutoPublishAlias"));
+        return;
+    }
+    let preference = &properties["DeploymentPreference"];
+    let kinds = expand_parameter(template, &describe(&preference["Type"]));
+    for kind in &kinds {
+        if !(kind.contains("Canary") || kind.contains("Linear")) {
+            violations.push(format!(
+                "{name}: deployment type {kind:?} is not a canary or linear shift"
+            ));
+        }
+    }
+    if kinds.is_empty() {
+        violations.push(format!("{name}: no deployment type"));
+    }
+    let rollback = list(&preference["Alarms"]);
+    if rollback.is_empty() {
+        violations.push(format!("{name}: no alarm rolls a deployment back"));
+    }
+    for alarm in rollback {
+        let target = reference(alarm);
+        if !target.as_ref().is_some_and(|t| alarms.contains(&t)) {
+            violations.push(format!(
+                "{name}: rollback alarm {alarm:?} is not an alarm of the template"
+            ));
+        }
+    }
+    let invoked = &properties["Environment"]["Variables"]["MODEL_FUNCTION_NAME"];
+    if !invoked.is_null() {
+        let text = describe(invoked);
+        if !is_alias_of_a_function(&text, aliases, false) {
+            violations.push(format!(
+                "{name}: invokes {text}, not a function's AutoPublishAlias"
+            ));
+        }
+    }
 }
 
 fn project_template() -> Value {
@@ -259,4 +397,96 @@ fn open_buckets_and_missing_log_groups_are_caught() {
             .remove("LoggingConfig");
     });
     assert_caught(&template, "ModelFunction: no explicit log group");
+}
+
+#[test]
+fn the_orchestrator_invokes_the_model_alias_and_both_functions_deploy_by_canary() {
+    let template = project_template();
+    let orchestrator = &template["Resources"]["OrchestratorFunction"]["Properties"];
+    let model = &template["Resources"]["ModelFunction"]["Properties"];
+    let alias = model["AutoPublishAlias"].as_str().unwrap();
+    assert_eq!(
+        text_of(&orchestrator["Environment"]["Variables"]["MODEL_FUNCTION_NAME"]),
+        Some(format!("${{ModelFunction}}:{alias}"))
+    );
+    let invoke: Vec<String> = list(&orchestrator["Policies"][0]["Statement"])
+        .into_iter()
+        .filter(|s| s["Action"][0] == "lambda:InvokeFunction")
+        .flat_map(|s| list(&s["Resource"]).into_iter().filter_map(text_of))
+        .collect();
+    assert_eq!(invoke, [format!("${{ModelFunction.Arn}}:{alias}")]);
+    for function in [model, orchestrator] {
+        assert!(function["DeploymentPreference"].is_mapping());
+    }
+}
+
+#[test]
+fn invoking_without_the_alias_and_foreign_or_missing_rollback_alarms_are_caught() {
+    let invoke = |resource: &str| {
+        parse(&format!(
+            "Version: '2012-10-17'\nStatement:\n  - Effect: Allow\n    Action: lambda:InvokeFunction\n    Resource: {resource}\n"
+        ))
+    };
+    for (resource, needle) in [
+        // $LATEST, the function and every qualifier, another alias, a bare wildcard
+        (
+            "!GetAtt ModelFunction.Arn",
+            "invoke !GetAtt ModelFunction.Arn, not only",
+        ),
+        (
+            "!Sub '${ModelFunction.Arn}:*'",
+            "${ModelFunction.Arn}:*, not only",
+        ),
+        (
+            "!Sub '${ModelFunction.Arn}:$LATEST'",
+            "not only a function's AutoPublishAlias",
+        ),
+        (
+            "!Sub '${ModelFunction.Arn}:beta'",
+            "not only a function's AutoPublishAlias",
+        ),
+        ("'*'", "bare \"*\""),
+    ] {
+        let template = edited("OrchestratorFunction", |r| {
+            r.get_mut("Properties").unwrap()["Policies"] = Value::Sequence(vec![invoke(resource)]);
+        });
+        assert_caught(&template, needle);
+    }
+    for (name, needle) in [
+        ("!Ref ModelFunction", "invokes !Ref ModelFunction"),
+        (
+            "!Sub '${ModelFunction}:beta'",
+            "invokes ${ModelFunction}:beta",
+        ),
+    ] {
+        let template = edited("OrchestratorFunction", |r| {
+            r.get_mut("Properties").unwrap()["Environment"]["Variables"]["MODEL_FUNCTION_NAME"] =
+                parse(name);
+        });
+        assert_caught(&template, needle);
+    }
+    let template = edited("ModelFunction", |r| {
+        r.get_mut("Properties").unwrap()["DeploymentPreference"]["Alarms"] =
+            parse("- !Ref SomeoneElsesAlarm");
+    });
+    assert_caught(&template, "is not an alarm of the template");
+    let template = edited("ModelFunction", |r| {
+        r.get_mut("Properties").unwrap()["DeploymentPreference"]["Type"] = parse("AllAtOnce");
+    });
+    assert_caught(&template, "\"AllAtOnce\" is not a canary or linear shift");
+    let mut template = project_template();
+    template["Parameters"]["DeploymentType"]["AllowedValues"] =
+        parse("[Canary10Percent5Minutes, AllAtOnce]");
+    assert_caught(
+        &template,
+        "\"CodeDeployDefault.LambdaAllAtOnce\" is not a canary or linear shift",
+    );
+    let template = edited("OrchestratorFunction", |r| {
+        r.get_mut("Properties")
+            .unwrap()
+            .as_mapping_mut()
+            .unwrap()
+            .remove("AutoPublishAlias");
+    });
+    assert_caught(&template, "OrchestratorFunction: no AutoPublishAlias");
 }

@@ -5,13 +5,18 @@
 //! (`2018-01-01T00:00:00`, `2018-01-01T00:00:00Z`, `2018-01-01T00:00:00+05:00`). Only the
 //! calendar date matters for the features. With an offset, the date is the one written in the
 //! string (the local date at that offset), as pandas reports it; it is never shifted to UTC.
+//! Years run from 1 to 9999, the range of the original service's date type (and of what
+//! `YYYY` can write): chrono also reads year 0, negative years and signed five-digit years,
+//! which are rejected like any impossible date.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use std::ops::RangeInclusive;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
 
 /// Why a date string was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid date {input:?}: expected YYYY-MM-DD or an ISO 8601 datetime such as 2018-01-01T00:00:00"
+    "invalid date {input:?}: expected YYYY-MM-DD (years 1 to 9999) or an ISO 8601 datetime such as 2018-01-01T00:00:00"
 )]
 pub struct DateError {
     /// The rejected input, truncated to keep error messages short.
@@ -20,15 +25,29 @@ pub struct DateError {
 
 const MAX_ECHO: usize = 40;
 
+/// The years a request date may have.
+pub const YEARS: RangeInclusive<i32> = 1..=9999;
+
 /// Parses a request date: `YYYY-MM-DD`, or an ISO 8601 datetime with `T` or a space between
-/// date and time, optional fractional seconds and an optional `Z` / `±HH:MM` offset.
+/// date and time, optional fractional seconds and an optional `Z` / `±HH:MM` offset; the
+/// year must be in [`YEARS`].
 pub fn parse_date(input: &str) -> Result<NaiveDate, DateError> {
     let s = input.trim();
+    match parse_any_year(s) {
+        Some(date) if YEARS.contains(&date.year()) => Ok(date),
+        _ => Err(DateError {
+            input: s.chars().take(MAX_ECHO).collect(),
+        }),
+    }
+}
+
+/// The date written in `s`, in any year chrono can represent.
+fn parse_any_year(s: &str) -> Option<NaiveDate> {
     if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(date);
+        return Some(date);
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Ok(dt.date_naive());
+        return Some(dt.date_naive());
     }
     for format in [
         "%Y-%m-%dT%H:%M:%S%.f",
@@ -36,7 +55,7 @@ pub fn parse_date(input: &str) -> Result<NaiveDate, DateError> {
         "%Y-%m-%dT%H:%M",
     ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, format) {
-            return Ok(dt.date());
+            return Some(dt.date());
         }
     }
     for format in [
@@ -45,12 +64,10 @@ pub fn parse_date(input: &str) -> Result<NaiveDate, DateError> {
         "%Y-%m-%dT%H:%M:%S%.f%z",
     ] {
         if let Ok(dt) = DateTime::parse_from_str(s, format) {
-            return Ok(dt.date_naive());
+            return Some(dt.date_naive());
         }
     }
-    Err(DateError {
-        input: s.chars().take(MAX_ECHO).collect(),
-    })
+    None
 }
 
 #[cfg(test)]
@@ -104,6 +121,34 @@ mod tests {
     }
 
     #[test]
+    fn rejects_years_outside_1_to_9999() {
+        for input in [
+            "0000-01-01",
+            "0000-12-31T23:59:59",
+            "0000-06-15T12:00:00Z",
+            "0000-01-01T00:00:00+05:00",
+            "-0001-01-01",
+            "-2018-01-01T00:00:00",
+            "+10000-01-01",
+            "10000-01-01",
+        ] {
+            let err = parse_date(input).unwrap_err();
+            assert!(
+                err.to_string().contains("years 1 to 9999"),
+                "{input}: {err}"
+            );
+        }
+        // chrono itself reads them: the year check is what rejects them.
+        assert_eq!(parse_any_year("0000-01-01"), Some(ymd(0, 1, 1)));
+        assert_eq!(parse_any_year("-0001-01-01"), Some(ymd(-1, 1, 1)));
+        // The ends of the range are dates.
+        assert_eq!(parse_date("0001-01-01"), Ok(ymd(1, 1, 1)));
+        assert_eq!(parse_date("9999-12-31T23:59:59Z"), Ok(ymd(9999, 12, 31)));
+        // The date as written counts: year 1 at +01:00 is still year 1.
+        assert_eq!(parse_date("0001-01-01T00:30:00+01:00"), Ok(ymd(1, 1, 1)));
+    }
+
+    #[test]
     fn truncates_long_input_in_the_error() {
         let long = "x".repeat(10_000);
         let err = parse_date(&long).unwrap_err();
@@ -122,7 +167,40 @@ mod tests {
                 .prop_map(|offset| NaiveDate::from_ymd_opt(1, 1, 1).unwrap() + Days::new(offset))
         }
 
+        /// Any day of year 0, of a negative year, or of a year after 9999 (chrono reads them
+        /// all; `%Y` writes them as `0000`, `-0001`, `+10000`).
+        fn any_date_outside_the_years() -> impl Strategy<Value = NaiveDate> {
+            prop_oneof![
+                (-9999i32..=0, 1u32..=366),
+                (10_000i32..=262_142, 1u32..=366),
+            ]
+            .prop_filter_map("a day of that year", |(year, ordinal)| {
+                NaiveDate::from_yo_opt(year, ordinal)
+            })
+        }
+
         proptest! {
+            #[test]
+            fn year_zero_negative_and_five_digit_years_are_rejected(
+                date in any_date_outside_the_years(),
+                (h, m) in (0u32..24, 0u32..60),
+                offset_hours in -23i32..=23,
+            ) {
+                let day = date.format("%Y-%m-%d").to_string();
+                prop_assert_eq!(parse_any_year(&day), Some(date), "{}", day);
+                let sign = if offset_hours < 0 { '-' } else { '+' };
+                for text in [
+                    day.clone(),
+                    format!("{day}T{h:02}:{m:02}:00"),
+                    format!("{day} {h:02}:{m:02}:00.5"),
+                    format!("{day}T{h:02}:{m:02}:00Z"),
+                    format!("{day}T{h:02}:{m:02}:00{sign}{:02}:00", offset_hours.abs()),
+                ] {
+                    let err = parse_date(&text);
+                    prop_assert!(err.is_err(), "{} parsed as {:?}", text, err);
+                }
+            }
+
             #[test]
             fn any_text_parses_or_is_rejected_with_a_short_echo(input in any::<String>()) {
                 if let Err(err) = parse_date(&input) {
@@ -143,6 +221,13 @@ mod tests {
             #[test]
             fn calendar_dates_round_trip(date in any_date()) {
                 prop_assert_eq!(parse_date(&date.format("%Y-%m-%d").to_string()), Ok(date));
+            }
+
+            #[test]
+            fn whatever_parses_is_in_years_1_to_9999(input in "[+-]?[0-9]{1,6}-[0-9]{2}-[0-9]{2}") {
+                if let Ok(date) = parse_date(&input) {
+                    prop_assert!(YEARS.contains(&date.year()), "{} -> {}", input, date);
+                }
             }
 
             #[test]

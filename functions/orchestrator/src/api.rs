@@ -1,23 +1,25 @@
 //! Routing and the route handlers.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use forecast::ForecastRequest;
-use forecast::features::{self, Feature};
-use forecast::manifest::TrainingDomain;
-use forecast::wire::{DataframeSplit, ModelIdentity, PingResponse, PredictionsResponse};
+use forecast::features;
+use forecast::wire::{
+    DataframeSplit, ModelErrorType, ModelIdentity, PingResponse, PredictionsResponse,
+};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use lambda_http::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
 use crate::config::Limits;
 use crate::decode::{self, BodyError};
 use crate::error::{ApiError, error_builder, json_response};
 use crate::model_client::{ModelCallError, ModelClient};
+use crate::model_info::{ModelCache, ModelInfo};
 use crate::observe::{self, RequestRecord, Trace};
 use crate::schema::{
     BatchPrediction, BatchResponse, ErrorResponse, ForecastPoint, ForecastResponse, HealthResponse,
@@ -86,37 +88,46 @@ impl Route {
     }
 }
 
-/// What the orchestrator knows about the deployed model, learnt from its first ping.
-#[derive(Debug, Clone)]
-struct ModelInfo {
-    features: Vec<Feature>,
-    columns: Vec<String>,
-    identity: ModelIdentity,
-    domain: Option<TrainingDomain>,
-    max_rows: Option<usize>,
+/// How many times one request may find the model changed under it (re-read the manifest,
+/// predict again) before it answers 503. A swap needs one; more only happen while a gradual
+/// rollout sends each invocation to either of two models.
+pub const MAX_MODEL_CHANGES: usize = 3;
+
+/// Invocations one chunk gets while the model answering it is not the one its rows were built
+/// for. During a gradual rollout the alias sends each invocation to either of two models; with
+/// 10% of them going to the new one, three tries leave one chunk in a thousand unanswered by
+/// the model the request started with (and that request then re-reads the manifest).
+pub const CHUNK_TRIES: usize = 3;
+
+/// Age of the manifest after which a request outside its training domain re-reads it before
+/// answering 422 (the default of [`Orchestrator::with_domain_recheck_after`]): a new model
+/// trained on more stores is noticed by the first request for one, while a stream of
+/// out-of-domain requests costs at most one ping per interval.
+pub const DOMAIN_RECHECK_AFTER: Duration = Duration::from_secs(1);
+
+/// How one attempt at predicting a request's rows ended.
+enum Prediction {
+    /// Every row, in order, from the model the manifest describes.
+    Done(Vec<f64>),
+    /// A model answer showed the manifest is stale (why, for the log).
+    ModelChanged(String),
 }
 
-impl ModelInfo {
-    fn from_ping(ping: PingResponse) -> Result<Self, ModelCallError> {
-        let features = Feature::resolve_all(&ping.features).map_err(|e| {
-            ModelCallError::BadResponse(format!("the model needs a feature we cannot build: {e}"))
-        })?;
-        Ok(Self {
-            columns: features::names(&features),
-            features,
-            identity: ping.model,
-            domain: ping.domain,
-            max_rows: ping.max_rows,
-        })
-    }
+/// Why one chunk has no predictions.
+enum ChunkFailure {
+    /// The invocation failed.
+    Call(ModelCallError),
+    /// Another model answered, or refused the manifest's columns.
+    ModelChanged(String),
 }
 
-/// The API: a model client, the request limits, and the model's manifest, learnt once.
+/// The API: a model client, the request limits, and the manifest of the model being served.
 #[derive(Debug)]
 pub struct Orchestrator<C> {
     client: C,
     limits: Limits,
-    model: OnceCell<ModelInfo>,
+    models: ModelCache,
+    domain_recheck_after: Duration,
 }
 
 impl<C: ModelClient> Orchestrator<C> {
@@ -125,8 +136,17 @@ impl<C: ModelClient> Orchestrator<C> {
         Self {
             client,
             limits,
-            model: OnceCell::new(),
+            models: ModelCache::default(),
+            domain_recheck_after: DOMAIN_RECHECK_AFTER,
         }
+    }
+
+    /// Re-reads a manifest older than `after` before answering a request outside its training
+    /// domain with 422 (default [`DOMAIN_RECHECK_AFTER`]).
+    #[must_use]
+    pub fn with_domain_recheck_after(mut self, after: Duration) -> Self {
+        self.domain_recheck_after = after;
+        self
     }
 
     /// Answers one HTTP request; never fails, every error becomes a JSON response. Logs one
@@ -150,7 +170,7 @@ impl<C: ModelClient> Orchestrator<C> {
         let model_version = trace
             .model_version
             .clone()
-            .or_else(|| self.model.get().map(|m| m.identity.version.clone()))
+            .or_else(|| self.models.current().map(|m| m.identity.version.clone()))
             .unwrap_or_else(|| "unknown".to_owned());
         for (name, value) in [
             (REQUEST_ID_HEADER, &request_id),
@@ -178,6 +198,7 @@ impl<C: ModelClient> Orchestrator<C> {
             model_invoke_ms = record.model_invoke_ms,
             model_invokes = trace.model_invokes,
             rows = trace.rows,
+            model_changes = trace.model_changes,
             "request answered"
         );
         observe::emit_metrics(&record);
@@ -207,9 +228,9 @@ impl<C: ModelClient> Orchestrator<C> {
         let body = self.json_body(request)?;
         let forecast =
             ForecastRequest::from_json(&body, &["body"]).map_err(ApiError::Validation)?;
-        let model = self.model_info(trace).await?;
-        check_domain(model, &[forecast], |_| vec!["body".to_owned()])?;
-        let (sales, _) = self.predict_rows(model, &[forecast], trace).await?;
+        let (sales, _) = self
+            .predict_with_one_model(&[forecast], 1, &|_| vec!["body".to_owned()], trace)
+            .await?;
         let sales = sales.first().copied().ok_or_else(|| {
             ModelCallError::BadResponse("no prediction for the request".to_owned())
         })?;
@@ -224,11 +245,11 @@ impl<C: ModelClient> Orchestrator<C> {
         let body = self.json_body(request)?;
         let requests = decode::batch_instances(&body).map_err(ApiError::Validation)?;
         drop(body);
-        let model = self.model_info(trace).await?;
-        check_domain(model, &requests, |index| {
-            vec!["body".to_owned(), "instances".to_owned(), index.to_string()]
-        })?;
-        let (sales, identity) = self.predict_rows(model, &requests, trace).await?;
+        let at_instance =
+            |index: usize| vec!["body".to_owned(), "instances".to_owned(), index.to_string()];
+        let (sales, identity) = self
+            .predict_with_one_model(&requests, requests.len(), &at_instance, trace)
+            .await?;
         let predictions = requests
             .iter()
             .zip(sales)
@@ -253,9 +274,10 @@ impl<C: ModelClient> Orchestrator<C> {
     ) -> Result<Response<Body>, ApiError> {
         let query = decode::forecast_query(request.uri().query()).map_err(ApiError::Validation)?;
         let requests = query.requests();
-        let model = self.model_info(trace).await?;
-        check_domain(model, &requests[..1], |_| vec!["query".to_owned()])?;
-        let (sales, identity) = self.predict_rows(model, &requests, trace).await?;
+        // Every day has the same store and item: the first stands for all.
+        let (sales, identity) = self
+            .predict_with_one_model(&requests, 1, &|_| vec!["query".to_owned()], trace)
+            .await?;
         let forecast = requests
             .iter()
             .zip(sales)
@@ -287,11 +309,9 @@ impl<C: ModelClient> Orchestrator<C> {
                     model: ModelRef::from(ping.model.clone()),
                     num_trees: ping.num_trees,
                 };
-                // A healthy ping is as good as the first one: remember the model.
-                if self.model.get().is_none()
-                    && let Ok(info) = ModelInfo::from_ping(ping)
-                {
-                    let _already_set = self.model.set(info);
+                // A healthy ping is as good as any: remember the model if it is a new one.
+                if let Ok(info) = ModelInfo::from_ping(ping) {
+                    self.models.learn(info);
                 }
                 json_response(ok_builder(), &answer)
             }
@@ -326,73 +346,190 @@ impl<C: ModelClient> Orchestrator<C> {
         decode_answer(self.client.invoke(json!({ "ping": {} })).await?)
     }
 
-    /// The model's manifest, fetched with the first ping that succeeds and then cached.
-    /// The first call pings the model; its time counts as model invoke time.
-    async fn model_info(&self, trace: &mut Trace) -> Result<&ModelInfo, ModelCallError> {
-        if let Some(model) = self.model.get() {
-            return Ok(model);
+    /// The model's manifest: the one in use, or the first ping's.
+    async fn model_info(&self, trace: &mut Trace) -> Result<Arc<ModelInfo>, ModelCallError> {
+        match self.models.current() {
+            Some(model) => Ok(model),
+            None => self.refresh(None, trace).await,
         }
-        let started = Instant::now();
-        let model = self
-            .model
-            .get_or_try_init(|| async { ModelInfo::from_ping(self.ping().await?) })
-            .await;
-        trace.invoked(started, 1);
-        model
     }
 
-    /// Predicts `requests` in order: split into chunks of at most `chunk_rows` (and the
-    /// model's `max_rows`), invoked with at most `concurrency` in flight, reassembled in
-    /// request order. Every chunk must come back complete, finite and from one model.
+    /// Re-reads the manifest that replaces `stale` (single-flight, see [`ModelCache`]). The
+    /// wait counts as model invoke time, the ping as an invocation when this call sent it.
+    async fn refresh(
+        &self,
+        stale: Option<&Arc<ModelInfo>>,
+        trace: &mut Trace,
+    ) -> Result<Arc<ModelInfo>, ModelCallError> {
+        let started = Instant::now();
+        let refreshed = self.models.refresh(stale, || self.ping()).await;
+        // A failed refresh failed in (or after) its own ping.
+        let pinged = match &refreshed {
+            Ok(refreshed) => refreshed.pinged,
+            Err(_) => true,
+        };
+        trace.invoked(started, usize::from(pinged));
+        refreshed.map(|r| r.info)
+    }
+
+    /// Predicts `requests` with one model, after checking the first `checked` of them against
+    /// its training domain (`loc` locates request `index` in a 422). When a model answer shows
+    /// the manifest is stale, the manifest is re-read and the whole request predicted again
+    /// with the new model, at most [`MAX_MODEL_CHANGES`] times; every row of the answer comes
+    /// from the one model it names.
+    async fn predict_with_one_model(
+        &self,
+        requests: &[ForecastRequest],
+        checked: usize,
+        loc: &(dyn Fn(usize) -> Vec<String> + Sync),
+        trace: &mut Trace,
+    ) -> Result<(Vec<f64>, ModelIdentity), ApiError> {
+        let checked = &requests[..checked.min(requests.len())];
+        let mut model = self.model_info(trace).await?;
+        let mut changes = 0;
+        loop {
+            if let Err(rejected) = check_domain(&model, checked, loc) {
+                model = self
+                    .recheck_domain(model, rejected, checked, loc, trace)
+                    .await?;
+            }
+            match self.predict_rows(&model, requests, trace).await? {
+                Prediction::Done(sales) => return Ok((sales, model.identity.clone())),
+                Prediction::ModelChanged(reason) => {
+                    changes += 1;
+                    tracing::info!(
+                        reason = %reason,
+                        version = %model.identity.version,
+                        attempt = changes,
+                        "the model changed under the request; re-reading its manifest"
+                    );
+                    if changes > MAX_MODEL_CHANGES {
+                        return Err(ModelCallError::Changing(reason).into());
+                    }
+                    trace.model_changes = changes;
+                    model = self.refresh(Some(&model), trace).await?;
+                }
+            }
+        }
+    }
+
+    /// `rejected` is the 422 for requests outside `model`'s training domain. Unless the
+    /// manifest is younger than the recheck interval, it is re-read first: the model may
+    /// have been replaced by one trained on these ids. Returns the manifest they fit, or the
+    /// 422 (also when the re-read fails: the request's own fault is what is known).
+    async fn recheck_domain(
+        &self,
+        model: Arc<ModelInfo>,
+        rejected: ApiError,
+        checked: &[ForecastRequest],
+        loc: &(dyn Fn(usize) -> Vec<String> + Sync),
+        trace: &mut Trace,
+    ) -> Result<Arc<ModelInfo>, ApiError> {
+        if model.learnt_at.elapsed() < self.domain_recheck_after {
+            return Err(rejected);
+        }
+        match self.refresh(Some(&model), trace).await {
+            Ok(fresh) => {
+                check_domain(&fresh, checked, loc)?;
+                Ok(fresh)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not re-read the manifest for a 422");
+                Err(rejected)
+            }
+        }
+    }
+
+    /// Predicts `requests` in order with `model`: split into chunks of at most `chunk_rows`
+    /// (and the model's `max_rows`), invoked with at most `concurrency` in flight, reassembled
+    /// in request order. Every chunk must come back complete, finite and from `model`.
     async fn predict_rows(
         &self,
-        model: &ModelInfo,
+        model: &Arc<ModelInfo>,
         requests: &[ForecastRequest],
         trace: &mut Trace,
-    ) -> Result<(Vec<f64>, ModelIdentity), ModelCallError> {
+    ) -> Result<Prediction, ModelCallError> {
         let chunk_rows = self
             .limits
             .chunk_rows
             .min(model.max_rows.unwrap_or(usize::MAX))
             .max(1);
         let started = Instant::now();
+        let invokes = AtomicUsize::new(0);
         // The futures are built up front (they do nothing until polled); `buffered` polls at
-        // most `concurrency` of them at once and yields their answers in chunk order.
+        // most `concurrency` of them at once and yields their answers in chunk order. The
+        // first failure drops the rest, cancelling their invocations.
         let calls: Vec<_> = requests
             .chunks(chunk_rows)
-            .map(|chunk| self.predict_chunk(model, chunk))
+            .map(|chunk| self.predict_chunk(model, chunk, &invokes))
             .collect();
-        let invokes = calls.len();
-        let chunks: Result<Vec<(Vec<f64>, ModelIdentity)>, ModelCallError> = stream::iter(calls)
+        let chunks: Result<Vec<Vec<f64>>, ChunkFailure> = stream::iter(calls)
             .buffered(self.limits.concurrency.max(1))
             .try_collect()
             .await;
-        trace.invoked(started, invokes);
-        let chunks = chunks?;
-        let mut predictions = Vec::with_capacity(requests.len());
-        let mut identity: Option<ModelIdentity> = None;
-        for (values, model) in chunks {
-            match &identity {
-                Some(first) if *first != model => {
-                    return Err(ModelCallError::BadResponse(format!(
-                        "chunks answered by two models ({} and {})",
-                        first.version, model.version
-                    )));
-                }
-                Some(_) => {}
-                None => identity = Some(model),
+        trace.invoked(started, invokes.load(Ordering::Relaxed));
+        let predictions: Vec<f64> = match chunks {
+            Ok(chunks) => chunks.into_iter().flatten().collect(),
+            Err(ChunkFailure::Call(err)) => return Err(err),
+            Err(ChunkFailure::ModelChanged(reason)) => {
+                return Ok(Prediction::ModelChanged(reason));
             }
-            predictions.extend(values);
+        };
+        if predictions.is_empty() {
+            return Err(ModelCallError::BadResponse(
+                "no rows were sent to the model".to_owned(),
+            ));
         }
-        let identity = identity.ok_or_else(|| {
-            ModelCallError::BadResponse("no rows were sent to the model".to_owned())
-        })?;
-        trace.model_version = Some(identity.version.clone());
+        trace.model_version = Some(model.identity.version.clone());
         trace.rows = predictions.len();
-        Ok((predictions, identity))
+        Ok(Prediction::Done(predictions))
     }
 
+    /// One chunk's predictions from `model`. An answer from another model, or a refusal of
+    /// `model`'s columns, is tried again (up to [`CHUNK_TRIES`] invocations): while a gradual
+    /// rollout shifts traffic, the alias sends each invocation to either version, and the
+    /// next one often reaches the model the rows were built for. If none does, or another
+    /// request has meanwhile learnt that the model changed, the manifest is stale.
     async fn predict_chunk(
+        &self,
+        model: &Arc<ModelInfo>,
+        chunk: &[ForecastRequest],
+        invokes: &AtomicUsize,
+    ) -> Result<Vec<f64>, ChunkFailure> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            invokes.fetch_add(1, Ordering::Relaxed);
+            let stale = match self.invoke_chunk(model, chunk).await {
+                Ok((predictions, identity)) if identity == model.identity => {
+                    return Ok(predictions);
+                }
+                Ok((_, identity)) => format!(
+                    "answered by {}/{} instead of {}/{}",
+                    identity.name, identity.version, model.identity.name, model.identity.version
+                ),
+                Err(ModelCallError::FunctionError {
+                    error_type,
+                    message,
+                }) if error_type == ModelErrorType::SchemaMismatch.as_str() => format!(
+                    "the columns of {}/{} were refused: {message}",
+                    model.identity.name, model.identity.version
+                ),
+                Err(err) => return Err(ChunkFailure::Call(err)),
+            };
+            let replaced = self
+                .models
+                .current()
+                .is_some_and(|current| !Arc::ptr_eq(&current, model));
+            if tries >= CHUNK_TRIES || replaced {
+                return Err(ChunkFailure::ModelChanged(stale));
+            }
+        }
+    }
+
+    /// Invokes the model once with `chunk`'s rows built for `model`; the answer must hold one
+    /// finite prediction per row.
+    async fn invoke_chunk(
         &self,
         model: &ModelInfo,
         chunk: &[ForecastRequest],
@@ -431,7 +568,7 @@ impl<C: ModelClient> Orchestrator<C> {
 fn check_domain(
     model: &ModelInfo,
     requests: &[ForecastRequest],
-    loc: impl Fn(usize) -> Vec<String>,
+    loc: &(dyn Fn(usize) -> Vec<String> + Sync),
 ) -> Result<(), ApiError> {
     let Some(domain) = &model.domain else {
         return Ok(());

@@ -3,7 +3,7 @@
 //! Everything here is pure and total: any input either decodes into a validated value or
 //! comes back as an error for the client (400 for an unreadable body, field errors for 422).
 
-use chrono::Days;
+use chrono::{Datelike, Days};
 use forecast::{FieldError, ForecastRequest};
 use serde_json::{Map, Value};
 
@@ -184,11 +184,14 @@ pub fn forecast_query(query: Option<&str>) -> Result<ForecastQuery, Vec<FieldErr
     let days = parse_days(days_raw.as_deref());
     match (first, days) {
         (Ok(first), Ok(days)) => {
-            let last = first.date.checked_add_days(Days::new(u64::from(days) - 1));
+            let last = first
+                .date
+                .checked_add_days(Days::new(u64::from(days) - 1))
+                .filter(|last| forecast::date::YEARS.contains(&last.year()));
             if last.is_none() {
                 return Err(vec![FieldError::new(
                     &["query", "days"],
-                    "the series would end after the last supported date",
+                    "the series would end after the last supported date, 9999-12-31",
                     "value_error",
                 )]);
             }
@@ -392,6 +395,14 @@ mod tests {
                 "store=1&item=1&start=2018-01-01&days=1e3",
                 "query.days:int_parsing",
             ),
+            (
+                "store=1&item=1&start=0000-01-01&days=1",
+                "query.start:date_parsing",
+            ),
+            (
+                "store=1&item=1&start=9999-12-30&days=3",
+                "query.days:value_error",
+            ),
         ] {
             assert_eq!(locs(&forecast_query(Some(query)).unwrap_err()), [expected]);
         }
@@ -453,6 +464,7 @@ mod tests {
                     prop_assert_eq!(requests.len(), series.days as usize);
                     prop_assert!((1..=MAX_FORECAST_DAYS).contains(&series.days));
                     prop_assert!(requests.windows(2).all(|w| w[0].date.succ_opt() == Some(w[1].date)));
+                    prop_assert!(requests.iter().all(|r| forecast::date::YEARS.contains(&r.date.year())));
                 }
             }
         }

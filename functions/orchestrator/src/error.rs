@@ -50,7 +50,9 @@ impl ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Model(ModelCallError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Model(ModelCallError::Unavailable(_) | ModelCallError::Changing(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             // The model host is up but has no model loaded yet (it retries by itself).
             Self::Model(ModelCallError::FunctionError { error_type, .. })
                 if error_type == ModelErrorType::ModelUnavailable.as_str() =>

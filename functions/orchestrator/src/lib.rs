@@ -2,9 +2,11 @@
 //! payload format 2.0).
 //!
 //! It validates `{date, store, item}`, builds exactly the feature row the deployed model was
-//! trained on (the feature names come from the model's manifest, fetched once with a ping),
-//! invokes the `model` Lambda through the Lambda Invoke API and answers `{"sales": f64}`.
-//! All business rules live here; the model host stays generic.
+//! trained on (the feature names come from the model's manifest, fetched with a ping and
+//! fetched again, single-flight, when a model answer shows the model behind the alias has
+//! changed: see [`model_info`]), invokes the `model` Lambda through the Lambda Invoke API and
+//! answers `{"sales": f64}`; every answer comes from one model. All business rules live here;
+//! the model host stays generic.
 //!
 //! Routes: `POST /v1/api/predict`, `POST /v1/api/predict/batch` (chunked, concurrent model
 //! invocations), `GET /v1/api/forecast`, `GET /v1/api/health`, `GET /v1/api/openapi.json`
@@ -21,6 +23,7 @@ pub mod config;
 pub mod decode;
 pub mod error;
 pub mod model_client;
+pub mod model_info;
 pub mod observe;
 pub mod schema;
 

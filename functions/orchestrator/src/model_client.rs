@@ -29,6 +29,10 @@ pub enum ModelCallError {
     /// The model answered something that is not the documented payload.
     #[error("unexpected model response: {0}")]
     BadResponse(String),
+    /// The model behind the alias kept changing while one request was answered (a rollout
+    /// shifting traffic between two versions), so no single model's answer could be given.
+    #[error("the model kept changing during the request: {0}")]
+    Changing(String),
 }
 
 /// Synchronous invocation of the model host with a JSON payload.

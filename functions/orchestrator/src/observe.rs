@@ -41,6 +41,8 @@ pub struct Trace {
     pub model_invokes: u32,
     /// Rows predicted.
     pub rows: usize,
+    /// Times the model changed under the request (each re-read its manifest).
+    pub model_changes: usize,
 }
 
 impl Trace {

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use forecast::Feature;
 use lambda_http::http::Request as HttpRequest;
 
 use super::*;
@@ -156,7 +157,7 @@ struct Answer {
     headers: lambda_http::http::HeaderMap,
 }
 
-async fn answer(app: &Orchestrator<FakeModel>, request: Request) -> Answer {
+async fn answer<C: ModelClient>(app: &Orchestrator<C>, request: Request) -> Answer {
     let response = app.handle(request).await;
     Answer {
         status: response.status().as_u16(),
@@ -352,6 +353,25 @@ async fn invalid_fields_are_422_naming_each_field() {
         app.client.payloads().is_empty(),
         "an invalid request must not reach the model"
     );
+}
+
+#[tokio::test]
+async fn year_zero_and_negative_years_are_422_like_any_impossible_date() {
+    for date in [
+        "0000-01-01",
+        "-0001-12-31",
+        "0000-01-01T00:00:00Z",
+        "+10000-01-01",
+    ] {
+        let (status, body, app) = call(
+            FakeModel::answering(json!([1.0])),
+            post_predict(&json!({"date": date, "store": 1, "item": 1}).to_string()),
+        )
+        .await;
+        assert_eq!(status, 422, "{date}: {body}");
+        assert_eq!(error_locs(&body), ["body.date:date_parsing"], "{date}");
+        assert!(app.client.payloads().is_empty(), "{date} reached the model");
+    }
 }
 
 #[tokio::test]
@@ -920,3 +940,5 @@ async fn real_api_gateway_v2_events_are_routed() {
     assert_eq!(reply.body["forecast"].as_array().unwrap().len(), 7);
     assert_eq!(reply.body["forecast"][6]["date"], "2018-01-07");
 }
+
+mod rollout;
