@@ -34,6 +34,36 @@ fn docker_answers() -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// The default bridge's gateway address: its `Gateway`, or (where the engine does not report
+/// one) the first address of its subnet, which the engine gives the bridge.
+fn bridge_address() -> anyhow::Result<IpAddr> {
+    let output = Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "bridge",
+            "--format",
+            "{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{end}}",
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut fields = text.split_whitespace();
+    let (first, second) = (fields.next(), fields.next());
+    let (gateway, subnet) = match (first, second) {
+        (Some(gateway), Some(subnet)) => (Some(gateway), subnet),
+        (Some(subnet), None) => (None, subnet),
+        _ => bail!("the bridge network has no address: {text:?}"),
+    };
+    if let Some(gateway) = gateway {
+        return Ok(gateway.parse()?);
+    }
+    let (network, _) = subnet
+        .split_once('/')
+        .with_context(|| format!("the bridge network's subnet: {subnet:?}"))?;
+    let network: std::net::Ipv4Addr = network.parse()?;
+    Ok(IpAddr::V4((u32::from(network) + 1).into()))
+}
+
 /// A Docker engine: the one already running, or `dockerd` started here and stopped on drop.
 #[derive(Debug)]
 pub struct DockerEngine {
@@ -64,20 +94,7 @@ impl DockerEngine {
             }
             dockerd = Some(process);
         }
-        let output = Command::new("docker")
-            .args([
-                "network",
-                "inspect",
-                "bridge",
-                "--format",
-                "{{(index .IPAM.Config 0).Gateway}}",
-            ])
-            .output()?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let bridge = text
-            .trim()
-            .parse()
-            .with_context(|| format!("the bridge network's gateway: {text:?}"))?;
+        let bridge = bridge_address()?;
         Ok(Self { dockerd, bridge })
     }
 
