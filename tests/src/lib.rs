@@ -77,23 +77,10 @@ fn wait_for_address(addr: SocketAddr, child: &mut Child, timeout: Duration) -> a
 struct ProcessGroup {
     child: Child,
     name: &'static str,
-    /// Sent in turn, each given a few seconds, until the group is gone.
-    stop_signals: &'static [&'static str],
 }
 
 impl ProcessGroup {
     fn spawn(name: &'static str, command: &mut Command, log: &Path) -> anyhow::Result<Self> {
-        Self::spawn_stopped_by(name, command, log, &["-TERM", "-KILL"])
-    }
-
-    /// Like [`ProcessGroup::spawn`], stopped by `stop_signals` (e.g. SIGINT first, which some
-    /// tools handle by cleaning up after themselves).
-    fn spawn_stopped_by(
-        name: &'static str,
-        command: &mut Command,
-        log: &Path,
-        stop_signals: &'static [&'static str],
-    ) -> anyhow::Result<Self> {
         let log_file = std::fs::File::create(log)?;
         let child = command
             .stdin(Stdio::null())
@@ -102,18 +89,14 @@ impl ProcessGroup {
             .process_group(0)
             .spawn()
             .with_context(|| format!("starting {name}; run `make deps` to install it"))?;
-        Ok(Self {
-            child,
-            name,
-            stop_signals,
-        })
+        Ok(Self { child, name })
     }
 }
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         let group = format!("-{}", self.child.id());
-        for signal in self.stop_signals {
+        for signal in ["-TERM", "-KILL"] {
             let _ = Command::new("kill").args([signal, "--", &group]).status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {

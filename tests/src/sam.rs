@@ -77,9 +77,12 @@ impl DockerEngine {
     pub fn ensure(log_dir: &Path) -> anyhow::Result<Self> {
         let mut dockerd = None;
         if !docker_answers() {
+            // Without the userland proxy a published port refuses connections until the
+            // container listens, so SAM's wait for a function's runtime API (a TCP connect) is
+            // real; with it, the proxy accepts at once and an invoke can go out too early.
             let mut process = ProcessGroup::spawn(
                 "dockerd",
-                &mut Command::new("dockerd"),
+                Command::new("dockerd").arg("--userland-proxy=false"),
                 &log_dir.join("dockerd.log"),
             )?;
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -223,8 +226,8 @@ impl SamConfig {
     }
 }
 
-/// `sam local start-lambda` or `start-api`, with warm containers, stopped (SIGINT first, so SAM
-/// removes its containers) on drop.
+/// `sam local start-lambda` or `start-api`, with warm containers, stopped on drop (SAM removes
+/// its containers on SIGTERM).
 #[derive(Debug)]
 pub struct SamLocal {
     process: ProcessGroup,
@@ -261,8 +264,7 @@ impl SamLocal {
             .args(["--warm-containers", "EAGER", "--no-watch", "--host"])
             .arg(addr.ip().to_string())
             .args(["--port", &addr.port().to_string()]);
-        let mut process =
-            ProcessGroup::spawn_stopped_by("sam local", &mut command, &log, &["-INT", "-KILL"])?;
+        let mut process = ProcessGroup::spawn("sam local", &mut command, &log)?;
         // Warm containers start (and their image is built, once) before SAM listens.
         wait_for_address(addr, &mut process.child, Duration::from_secs(300))?;
         Ok(Self {
