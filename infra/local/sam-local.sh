@@ -106,7 +106,7 @@ AWS_ENDPOINT_URL_S3="http://$BRIDGE:$S3_PORT" demand publish \
 export AWS_ENDPOINT_URL_STS="http://$BRIDGE:$S3_PORT" SAM_CLI_TELEMETRY=0
 sam_local=(--template "$BUILD_DIR/template.yaml" --parameter-overrides "Architecture=$ARCH"
     --env-vars infra/local/sam-env.json --skip-pull-image --warm-containers EAGER --no-watch
-    --add-host host.docker.internal:host-gateway)
+    --add-host host.docker.internal:host-gateway --container-host 127.0.0.1)
 
 say "starting sam local start-lambda (ModelFunction) on $BRIDGE:$LAMBDA_PORT"
 setsid sam local start-lambda ModelFunction "${sam_local[@]}" --host "$BRIDGE" --port "$LAMBDA_PORT" \

@@ -205,6 +205,10 @@ impl SamConfig {
                 "--skip-pull-image",
                 "--add-host",
                 "host.docker.internal:host-gateway",
+                // SAM reaches each container's published port here; "localhost" may try ::1
+                // first, where nothing listens without Docker's userland proxy.
+                "--container-host",
+                "127.0.0.1",
             ])
             .env("SAM_CLI_TELEMETRY", "0")
             .env("AWS_DEFAULT_REGION", "us-east-1")
