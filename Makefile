@@ -20,20 +20,29 @@ BENCH_ROUNDS ?= 3000
 BENCH_TRAIN_ROUNDS ?= 3000
 BENCH_REPEATS ?= 3
 
+# Architecture of the functions under `sam local` (make sam-local, the sam local test): arm64,
+# what deploys, runs under qemu-user on other CPUs; x86_64 runs natively on x86_64 hosts.
+SAM_LOCAL_ARCH ?= arm64
+export SAM_LOCAL_ARCH
+
 FUZZ_SECONDS ?= 60
 FUZZ_HTTP_EXAMPLES ?= 800
 
-.PHONY: help deps dev test fmt lint unit e2e bench parity validate build deploy publish-model smoke clean \
-	test-faults test-load test-fuzz-http fuzz deny bench-model
+.PHONY: help deps dev sam-local test fmt lint unit e2e bench parity validate build deploy publish-model smoke clean \
+	test-faults test-load test-fuzz-http test-sam-local fuzz deny bench-model
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-deps: ## install what is missing (cargo-lambda, cmake, clang, moto, sam)
+deps: ## install what is missing (cargo-lambda, cmake, clang, moto, sam, docker.io, qemu)
 	@infra/local/deps.sh
+	@infra/local/sam-deps.sh $(SAM_LOCAL_ARCH)
 
 dev: deps ## run the whole stack on 127.0.0.1 until Ctrl-C
 	@infra/local/stack.sh
+
+sam-local: deps ## the stack under sam local (Docker) on 127.0.0.1:3000 until Ctrl-C
+	@infra/local/sam-local.sh
 
 test: deps ## every gate: fmt, clippy, sam lint, unit and end-to-end tests
 	cargo fmt --all --check
@@ -59,6 +68,10 @@ test-fuzz-http: deps ## schemathesis from the served OpenAPI document, >= 2,000 
 	cargo build --workspace --bins --locked
 	FUZZ_HTTP_EXAMPLES=$(FUZZ_HTTP_EXAMPLES) FUZZ_HTTP_MIN_REQUESTS=2000 \
 		cargo test -p e2e --locked --test http_fuzz -- --nocapture
+
+test-sam-local: deps ## sam local start-api / invoke vs the cargo lambda stack, bit for bit
+	cargo build --workspace --bins --locked
+	cargo test -p e2e --locked --test sam_local -- --nocapture
 
 fuzz: ## cargo fuzz (nightly) on request and payload decoding, FUZZ_SECONDS each; not in CI
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

@@ -3,12 +3,16 @@
 //! [`LocalS3`] runs `moto_server` (a real S3 HTTP endpoint) and [`LambdaWatch`] runs
 //! `cargo lambda watch` (the real Lambda Invoke API and function URLs), both bound to
 //! 127.0.0.1 on free ports and killed, with everything they spawned, when dropped.
+//! [`sam`] runs the same functions in containers under `sam local`.
 //! The tests in `tests/` drive them exactly as API Gateway and `cargo lambda invoke` do.
 //!
-//! Run with `cargo test -p e2e` after `make deps` (needs `moto_server` and `cargo lambda`).
+//! Run with `cargo test -p e2e` after `make deps` (needs `moto_server` and `cargo lambda`;
+//! the `sam local` suite needs Docker, which `make deps` installs).
+
+pub mod sam;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,13 +37,27 @@ pub fn workspace_root() -> PathBuf {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
+    free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A free TCP port on `host` (an address of this machine).
+pub fn free_port_on(host: IpAddr) -> anyhow::Result<u16> {
+    let listener = TcpListener::bind((host, 0))?;
     Ok(listener.local_addr()?.port())
 }
 
 /// Waits until something accepts TCP connections on `127.0.0.1:port`.
 fn wait_for_port(port: u16, child: &mut Child, timeout: Duration) -> anyhow::Result<()> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for_address(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        child,
+        timeout,
+    )
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+fn wait_for_address(addr: SocketAddr, child: &mut Child, timeout: Duration) -> anyhow::Result<()> {
+    let port = addr.port();
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -50,7 +68,7 @@ fn wait_for_port(port: u16, child: &mut Child, timeout: Duration) -> anyhow::Res
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!("nothing listened on 127.0.0.1:{port} within {timeout:?}")
+    bail!("nothing listened on {addr} within {timeout:?}")
 }
 
 /// A child process started in its own process group, so that dropping it stops everything
@@ -80,7 +98,7 @@ impl Drop for ProcessGroup {
         let group = format!("-{}", self.child.id());
         for signal in ["-TERM", "-KILL"] {
             let _ = Command::new("kill").args([signal, "--", &group]).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
+            let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
                     return;
@@ -96,11 +114,11 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// A real S3 server (`moto_server`) on 127.0.0.1.
+/// A real S3 server (`moto_server`) on 127.0.0.1 (or another address of this machine).
 #[derive(Debug)]
 pub struct LocalS3 {
     process: ProcessGroup,
-    /// `http://127.0.0.1:<port>`.
+    /// `http://<address>:<port>`.
     pub endpoint: String,
 }
 
@@ -128,23 +146,30 @@ impl LocalS3 {
     /// Starts `moto_server` with extra environment (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`,
     /// after which moto enforces IAM).
     pub fn start_with_env(log_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_at(IpAddr::V4(Ipv4Addr::LOCALHOST), log_dir, env)
+    }
+
+    /// Starts `moto_server` on a free port of `host`, an address of this machine (e.g. the
+    /// Docker bridge's, where containers reach it), with extra environment.
+    pub fn start_at(host: IpAddr, log_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         // A free port can be taken by a parallel test between the probe and moto's bind; the
         // loser exits at once, which is checked after the port answers, and tries another.
         let mut last_error = None;
         for _ in 0..5 {
-            let port = free_port()?;
+            let port = free_port_on(host)?;
             let mut process = ProcessGroup::spawn(
                 "moto_server",
                 Command::new("moto_server")
-                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                    .args(["-H", &host.to_string(), "-p", &port.to_string()])
                     .envs(env.iter().copied()),
                 &log_dir.join(format!("moto-{port}.log")),
             )?;
-            match wait_for_port(port, &mut process.child, Duration::from_secs(60)) {
+            let addr = SocketAddr::from((host, port));
+            match wait_for_address(addr, &mut process.child, Duration::from_secs(60)) {
                 Ok(()) => {
                     std::thread::sleep(Duration::from_millis(300));
                     if process.child.try_wait()?.is_none() {
-                        let endpoint = format!("http://127.0.0.1:{port}");
+                        let endpoint = format!("http://{addr}");
                         return Ok(Self { process, endpoint });
                     }
                     last_error = Some(anyhow::anyhow!("moto_server exited after binding {port}"));
@@ -326,26 +351,25 @@ pub fn train_small_model(
     dir: &Path,
     version: &str,
 ) -> anyhow::Result<trainer::train::TrainedModel> {
-    train_model(dir, version, 3, &forecast::features::ORIGINAL_FEATURES)
-}
-
-/// Trains a small model (`stores` stores x 4 items x 2 years of generated data, 40 rounds)
-/// on `features` into `dir/model`, with `version`.
-pub fn train_model(
-    dir: &Path,
-    version: &str,
-    stores: u32,
-    features: &[forecast::Feature],
-) -> anyhow::Result<trainer::train::TrainedModel> {
-    use trainer::generate::{GenerateConfig, generate};
-    let data = GenerateConfig {
-        stores,
+    let data = trainer::generate::GenerateConfig {
+        stores: 3,
         items: 4,
         train_end: chrono::NaiveDate::from_ymd_opt(2014, 12, 31).context("a valid date")?,
         test_days: 1,
-        ..GenerateConfig::default()
+        ..trainer::generate::GenerateConfig::default()
     };
-    generate(&data, &dir.join("data"))?;
+    train_model(dir, version, &data, &forecast::features::ORIGINAL_FEATURES)
+}
+
+/// Trains a 40-round model on `features` of data generated with `data` into `dir/model`,
+/// with `version`.
+pub fn train_model(
+    dir: &Path,
+    version: &str,
+    data: &trainer::generate::GenerateConfig,
+    features: &[forecast::Feature],
+) -> anyhow::Result<trainer::train::TrainedModel> {
+    trainer::generate::generate(data, &dir.join("data"))?;
     let history = trainer::data::read_sales_csv(&dir.join("data/train.csv"))?;
     let config = trainer::train::TrainConfig {
         version: version.to_owned(),

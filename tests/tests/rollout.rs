@@ -45,7 +45,14 @@ struct Trained {
 
 impl Trained {
     fn train(dir: &std::path::Path, version: &str, stores: u32, features: &[Feature]) -> Self {
-        let model = train_model(dir, version, stores, features).unwrap();
+        let data = trainer::generate::GenerateConfig {
+            stores,
+            items: 4,
+            train_end: chrono::NaiveDate::from_ymd_opt(2014, 12, 31).unwrap(),
+            test_days: 1,
+            ..trainer::generate::GenerateConfig::default()
+        };
+        let model = train_model(dir, version, &data, features).unwrap();
         Self {
             version: version.to_owned(),
             features: features.to_vec(),
