@@ -17,6 +17,28 @@ import sys
 import threading
 
 
+def tolerate_second_executions() -> None:
+    """Lets moto start more than one execution per process.
+
+    moto 5.2 deep-copies a state machine when it starts an execution; once an execution has
+    run, the copy reaches its thread locks and fails (HTTP 500). The copy only protects an
+    execution from later updates of its state machine, which local tests do not make, so a
+    shallow copy is used when the deep one fails.
+    """
+    import copy
+    import types
+
+    from moto.stepfunctions.parser import models
+
+    def deepcopy(obj, memo=None):
+        try:
+            return copy.deepcopy(obj, memo)
+        except TypeError:
+            return copy.copy(obj)
+
+    models.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -25,6 +47,8 @@ def main() -> int:
 
     from moto import mock_aws
     from moto.server import ThreadedMotoServer
+
+    tolerate_second_executions()
 
     mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
     mock.start()

@@ -126,6 +126,7 @@ impl Pipeline {
         );
     }
 
+    /// A new state machine with the batch definition and `max_concurrency`.
     async fn state_machine(&self, name: &str, max_concurrency: u32) -> String {
         self.sfn
             .create_state_machine()
@@ -255,7 +256,7 @@ async fn catalogue_and_prefix_jobs_run_on_a_distributed_map() {
     // two partitions at a time
     let started = Instant::now();
     let pipeline = Pipeline::start(40, 2).await;
-    let machine = pipeline.state_machine("batch-e2e", 2).await;
+    let machine = pipeline.state_machine("batch-e2e-catalogue", 2).await;
     eprintln!("pipeline up in {:?}", started.elapsed());
 
     // WHEN the whole catalogue is forecast for 90 days in partitions of 4,500 rows
@@ -337,6 +338,7 @@ async fn catalogue_and_prefix_jobs_run_on_a_distributed_map() {
     // WHEN the prefix is scored
     let prefix_job = json!({"output": format!("s3://{DATA_BUCKET}/batch/out/"),
                             "input": format!("s3://{DATA_BUCKET}/batch/in/")});
+    let machine = pipeline.state_machine("batch-e2e-prefix", 2).await;
     let status = pipeline.run(&machine, &prefix_job).await;
 
     // THEN the run fails, naming the one partition that could not be read, and only it
@@ -384,6 +386,7 @@ async fn catalogue_and_prefix_jobs_run_on_a_distributed_map() {
         .send()
         .await
         .unwrap();
+    let machine = pipeline.state_machine("batch-e2e-rerun", 2).await;
     let status = pipeline.run(&machine, &prefix_job).await;
     // THEN it succeeds and the outputs are overwritten with the same content
     assert_eq!(status.status, "SUCCEEDED", "{status:?}");

@@ -29,16 +29,27 @@ pub async fn submit(
 ) -> anyhow::Result<String> {
     job.shape()?;
     let input = serde_json::to_string(job)?;
+    // Named here rather than by the service, so the name says when the job was submitted
+    // (and local servers that name unnamed executions alike can run more than one).
+    let name = name.map_or_else(execution_name, str::to_owned);
     let started = client
         .start_execution()
         .state_machine_arn(state_machine_arn)
-        .set_name(name.map(str::to_owned))
+        .name(name)
         .input(input)
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
         .context("starting the batch job")?;
     Ok(started.execution_arn().to_owned())
+}
+
+/// `batch-<UTC time to the nanosecond>`: unique per submission, in the characters and
+/// length Step Functions allows.
+pub fn execution_name() -> String {
+    chrono::Utc::now()
+        .format("batch-%Y%m%dT%H%M%S-%9fZ")
+        .to_string()
 }
 
 /// Item counts of a run's Distributed Map: one item per partition.
@@ -97,35 +108,17 @@ pub async fn status(
         .await
         .map_err(|e| sdk(DisplayErrorContext(e).to_string()))
         .context("describing the batch job")?;
-    let runs = client
-        .list_map_runs()
-        .execution_arn(execution_arn)
-        .send()
-        .await
-        .map_err(|e| sdk(DisplayErrorContext(e).to_string()))
-        .context("listing the job's map runs")?;
-    let mut partitions = None;
-    if let Some(run) = runs.map_runs().first() {
-        let run = client
-            .describe_map_run()
-            .map_run_arn(run.map_run_arn())
-            .send()
-            .await
-            .map_err(|e| sdk(DisplayErrorContext(e).to_string()))
-            .context("describing the job's map run")?;
-        partitions = run.item_counts().map(|c| MapRunCounts {
-            total: c.total(),
-            succeeded: c.succeeded(),
-            failed: c.failed(),
-            running: c.running(),
-            pending: c.pending(),
-            timed_out: c.timed_out(),
-            aborted: c.aborted(),
-        });
-    }
+    let status = execution.status().as_str().to_owned();
+    let partitions = match map_run_counts(client, execution_arn).await {
+        Ok(counts) => counts,
+        // While the job runs its Map Run may not be listable yet (moto answers 500 then); the
+        // counts of a finished job are required.
+        Err(_) if status == "RUNNING" => None,
+        Err(err) => return Err(err),
+    };
     Ok(JobStatus {
         execution_arn: execution_arn.to_owned(),
-        status: execution.status().as_str().to_owned(),
+        status,
         partitions,
         summary: execution
             .output()
@@ -133,6 +126,39 @@ pub async fn status(
         error: execution.error().map(str::to_owned),
         cause: execution.cause().map(str::to_owned),
     })
+}
+
+/// The item counts of the execution's (only) Map Run, if it has started.
+async fn map_run_counts(
+    client: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+) -> anyhow::Result<Option<MapRunCounts>> {
+    let runs = client
+        .list_map_runs()
+        .execution_arn(execution_arn)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+        .context("listing the job's map runs")?;
+    let Some(run) = runs.map_runs().first() else {
+        return Ok(None);
+    };
+    let run = client
+        .describe_map_run()
+        .map_run_arn(run.map_run_arn())
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+        .context("describing the job's map run")?;
+    Ok(run.item_counts().map(|c| MapRunCounts {
+        total: c.total(),
+        succeeded: c.succeeded(),
+        failed: c.failed(),
+        running: c.running(),
+        pending: c.pending(),
+        timed_out: c.timed_out(),
+        aborted: c.aborted(),
+    }))
 }
 
 /// Polls [`status`] every `poll` until the run is over or `timeout` has passed.
@@ -161,6 +187,17 @@ pub async fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_names_are_valid_execution_names() {
+        let name = execution_name();
+        assert!(name.len() <= 80, "{name}");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{name}"
+        );
+    }
 
     #[test]
     fn a_run_is_finished_unless_running() {
