@@ -24,12 +24,15 @@ BENCH_REPEATS ?= 3
 # what deploys, runs under qemu-user on other CPUs; x86_64 runs natively on x86_64 hosts.
 SAM_LOCAL_ARCH ?= arm64
 export SAM_LOCAL_ARCH
+# SAM and cfn-lint do not look inside a state machine definition; asl-validator does.
+ASL_VALIDATOR := .local/node/node_modules/.bin/asl-validator
+STATE_MACHINES := statemachine/batch.asl.json
 
 FUZZ_SECONDS ?= 60
 FUZZ_HTTP_EXAMPLES ?= 800
 
 .PHONY: help deps dev sam-local test fmt lint unit e2e bench parity validate build deploy publish-model smoke clean \
-	test-faults test-load test-fuzz-http test-sam-local fuzz deny bench-model
+	test-faults test-load test-fuzz-http test-sam-local fuzz deny bench-model bench-batch
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,6 +51,7 @@ test: deps ## every gate: fmt, clippy, sam lint, unit and end-to-end tests
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	sam validate --lint
+	$(ASL_VALIDATOR) --json-path $(STATE_MACHINES)
 	cargo deny check licenses bans sources
 	cargo build --workspace --bins --locked
 	cargo test --workspace --locked
@@ -85,10 +89,11 @@ fuzz: ## cargo fuzz (nightly) on request and payload decoding, FUZZ_SECONDS each
 fmt: ## format the code
 	cargo fmt --all
 
-lint: deps ## fmt check, clippy and sam validate --lint only
+lint: deps ## fmt check, clippy, sam validate --lint and the state machine definition only
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	sam validate --lint
+	$(ASL_VALIDATOR) --json-path $(STATE_MACHINES)
 
 unit: ## unit tests only (no local stack)
 	cargo test --workspace --locked --exclude e2e
@@ -110,6 +115,10 @@ bench: deps ## everything side by side with the Python stack (FastAPI + MLflow) 
 		--model-dir $(BENCH_MODEL_DIR) --train-rounds $(BENCH_TRAIN_ROUNDS) \
 		--repeats $(BENCH_REPEATS) --oha "$$(command -v oha)" --out BENCHMARKS.md
 
+bench-batch: deps ## batch forecasts: rows/s end to end at 1, 2 and 4 workers (BATCH_BENCH_ROUNDS trees)
+	cargo build --workspace --bins --locked
+	cargo test -p e2e --locked --test batch -- --ignored --nocapture
+
 bench-model: ## criterion only: the model handler vs raw LightGBM (1, 100, 10,000 rows)
 	cargo bench --locked -p model --bench handler
 
@@ -121,8 +130,9 @@ parity: ## demand train vs the Python lightgbm package: same data, params, threa
 	$(PARITY_VENV)/bin/python tests/parity/parity.py --demand target/release/demand \
 		--data data/generated/train.csv --cutoff 2017-10-01 --threads 1 --rounds $(PARITY_ROUNDS) --repeats 3
 
-validate: deps ## sam validate --lint
+validate: deps ## sam validate --lint and the state machine definition (asl-validator)
 	sam validate --lint
+	$(ASL_VALIDATOR) --json-path $(STATE_MACHINES)
 
 build: deps ## sam build (cargo lambda, arm64) into .aws-sam/
 	BINDGEN_EXTRA_CLANG_ARGS="$(ZIG_BINDGEN_ARGS)" sam build --beta-features --config-env $(ENV)

@@ -69,6 +69,19 @@ if ! "$FUZZ_VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESI
     "$FUZZ_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
+# asl-validator: SAM and cfn-lint do not validate a state machine's definition (ASL).
+ASL_VALIDATOR_VERSION=3.16.0
+ASL_PREFIX="$ROOT/.local/node"
+if ! "$ASL_PREFIX/node_modules/.bin/asl-validator" --version 2>/dev/null | grep -q "$ASL_VALIDATOR_VERSION"; then
+    if have npm; then
+        say "npm install asl-validator@$ASL_VALIDATOR_VERSION into $ASL_PREFIX"
+        mkdir -p "$ASL_PREFIX"
+        npm install --prefix "$ASL_PREFIX" --no-audit --no-fund --silent "asl-validator@$ASL_VALIDATOR_VERSION"
+    else
+        missing+=("install Node.js with npm (asl-validator validates statemachine/*.asl.json)")
+    fi
+fi
+
 hash -r
 for tool in cmake clang moto_server sam cfn-lint; do
     have "$tool" || missing+=("$tool is still not on PATH")

@@ -6,6 +6,9 @@
 //! [`sam`] runs the same functions in containers under `sam local`.
 //! The tests in `tests/` drive them exactly as API Gateway and `cargo lambda invoke` do.
 //!
+//! [`LocalS3::start_with_step_functions`] runs moto with Step Functions executing state
+//! machines (`infra/local/moto_sfn.py`), their Lambda tasks sent to `cargo lambda watch`.
+//!
 //! Run with `cargo test -p e2e` after `make deps` (needs `moto_server` and `cargo lambda`;
 //! the `sam local` suite needs Docker, which `make deps` installs).
 
@@ -180,6 +183,59 @@ impl LocalS3 {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("moto_server did not start")))
     }
 
+    /// S3 and Step Functions in one moto process (`infra/local/moto_sfn.py`) that executes
+    /// state machines, sending their Lambda tasks to `lambda_endpoint`.
+    pub fn start_with_step_functions(
+        log_dir: &Path,
+        lambda_endpoint: &str,
+    ) -> anyhow::Result<Self> {
+        let script = workspace_root().join("infra/local/moto_sfn.py");
+        let mut last_error = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let mut command = Command::new("python3");
+            command
+                .arg(&script)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .envs(LOCAL_AWS_ENV)
+                .env("AWS_DEFAULT_REGION", "us-east-1")
+                .env("AWS_ENDPOINT_URL_LAMBDA", lambda_endpoint)
+                // Its own S3 calls (ItemReader, ResultWriter) stay inside the process.
+                .env_remove("AWS_ENDPOINT_URL_S3")
+                .env_remove("AWS_ENDPOINT_URL");
+            let mut process = ProcessGroup::spawn(
+                "moto (S3 + Step Functions)",
+                &mut command,
+                &log_dir.join(format!("moto-sfn-{port}.log")),
+            )?;
+            match wait_for_port(port, &mut process.child, Duration::from_secs(60)) {
+                Ok(()) => {
+                    std::thread::sleep(Duration::from_millis(300));
+                    if process.child.try_wait()?.is_none() {
+                        let endpoint = format!("http://127.0.0.1:{port}");
+                        return Ok(Self { process, endpoint });
+                    }
+                    last_error = Some(anyhow::anyhow!("moto exited after binding {port}"));
+                }
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("moto did not start")))
+    }
+
+    /// A Step Functions client for this server.
+    pub fn sfn_client(&self) -> aws_sdk_sfn::Client {
+        let credentials =
+            aws_sdk_sfn::config::Credentials::new("local", "local", None, None, "e2e");
+        let config = aws_sdk_sfn::config::Builder::new()
+            .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+            .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+            .credentials_provider(credentials)
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_sfn::Client::from_conf(config)
+    }
+
     /// An S3 client for this server, with the placeholder credentials moto accepts while it
     /// does not enforce IAM.
     pub async fn client(&self) -> aws_sdk_s3::Client {
@@ -270,18 +326,39 @@ pub struct LambdaWatch {
 impl LambdaWatch {
     /// Starts the emulator with `env` (written to an env file) and waits until it listens.
     pub fn start(env: &[(&str, String)], log_dir: &Path) -> anyhow::Result<Self> {
-        Self::start_with(env, log_dir, "watch", &[])
+        Self::start_full(free_port()?, 1, env, log_dir, "watch", &[])
     }
 
-    /// [`LambdaWatch::start`] with more `cargo lambda watch` arguments (e.g. `--concurrency`),
-    /// its env file and log named after `name` in `log_dir`.
+    /// [`LambdaWatch::start`] with more `cargo lambda watch` arguments, its env file and log
+    /// named after `name` in `log_dir`.
     pub fn start_with(
         env: &[(&str, String)],
         log_dir: &Path,
         name: &str,
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
-        let port = free_port()?;
+        Self::start_full(free_port()?, 1, env, log_dir, name, extra_args)
+    }
+
+    /// [`LambdaWatch::start`] on `port` (reserved by the caller, e.g. because a state machine
+    /// was told about it), running up to `concurrency` instances of each function.
+    pub fn start_on(
+        port: u16,
+        concurrency: usize,
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        Self::start_full(port, concurrency, env, log_dir, "watch", &[])
+    }
+
+    fn start_full(
+        port: u16,
+        concurrency: usize,
+        env: &[(&str, String)],
+        log_dir: &Path,
+        name: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let base_url = format!("http://127.0.0.1:{port}");
         let env_file = log_dir.join(format!("{name}.env"));
         let mut file = std::fs::File::create(&env_file)?;
@@ -309,7 +386,8 @@ impl LambdaWatch {
             .arg(port.to_string())
             .args(extra_args)
             .arg("--env-file")
-            .arg(&env_file);
+            .arg(&env_file)
+            .args(["--concurrency", &concurrency.to_string()]);
         let mut process = ProcessGroup::spawn("cargo lambda watch", &mut command, &log)?;
         wait_for_port(port, &mut process.child, Duration::from_secs(120))?;
         Ok(Self {
@@ -450,6 +528,16 @@ pub fn stack_env(
         ("MODEL_FUNCTION_NAME", "model".to_owned()),
         ("MODEL_INVOKE_TIMEOUT_MS", "600000".to_owned()),
     ]
+}
+
+/// The batch state machine's definition (`statemachine/batch.asl.json`) with the template's
+/// substitutions: the worker `function` (a name, for `cargo lambda watch`) and
+/// `max_concurrency`.
+pub fn batch_definition(function: &str, max_concurrency: u32) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(workspace_root().join("statemachine/batch.asl.json"))?;
+    Ok(text
+        .replace("${BatchFunctionArn}", function)
+        .replace("${MaxConcurrency}", &max_concurrency.to_string()))
 }
 
 /// A whole number from the environment variable `name`, or `default`.

@@ -149,12 +149,34 @@ fn check_statement(
         if text.as_deref() == Some("*") {
             violations.push(format!("{owner}: resource is a bare \"*\""));
         }
-        if let Some(arn) = text.filter(|t| t.contains(":s3:::"))
-            && !arn.contains("/models/")
-        {
-            violations.push(format!(
-                "{owner}: S3 access {arn:?} is not limited to a model prefix"
-            ));
+        if let Some(arn) = text.filter(|t| t.contains(":s3:::")) {
+            check_s3_resource(owner, statement, &arn, violations);
+        }
+    }
+}
+
+/// S3 access is to objects under `models/` or the batch prefix; a bucket ARN only for
+/// `s3:ListBucket` restricted by an `s3:prefix` condition.
+fn check_s3_resource(owner: &str, statement: &Value, arn: &str, violations: &mut Vec<String>) {
+    let path = arn.split_once(":s3:::").map_or("", |(_, path)| path);
+    match path.split_once('/') {
+        Some((_, key)) => {
+            if !(key.starts_with("models/") || key.starts_with("${BatchPrefix}")) {
+                violations.push(format!(
+                    "{owner}: S3 access {arn:?} is not limited to a model prefix or the batch prefix"
+                ));
+            }
+        }
+        None => {
+            let list_only = list(&statement["Action"])
+                .iter()
+                .all(|a| text_of(a).as_deref() == Some("s3:ListBucket"));
+            let prefixed = !statement["Condition"]["StringLike"]["s3:prefix"].is_null();
+            if !(list_only && prefixed) {
+                violations.push(format!(
+                    "{owner}: bucket-wide S3 access {arn:?} is not a ListBucket limited by s3:prefix"
+                ));
+            }
         }
     }
 }
@@ -180,6 +202,24 @@ fn violations(template: &Value) -> Vec<String> {
     for (name, resource) in &all {
         let properties = &resource["Properties"];
         match resource["Type"].as_str().unwrap_or_default() {
+            "AWS::Serverless::StateMachine" => {
+                for policy in list(&properties["Policies"]) {
+                    match policy.get("Statement") {
+                        Some(statements) => {
+                            for statement in list(statements) {
+                                check_statement(name, statement, &aliases, &mut violations);
+                            }
+                        }
+                        None => violations.push(format!(
+                            "{name}: policy {policy:?} is not an inline statement list"
+                        )),
+                    }
+                }
+                if !properties["Role"].is_null() {
+                    violations.push(format!("{name}: a role from outside the template"));
+                }
+                check_definition(name, properties, &mut violations);
+            }
             "AWS::Serverless::Function" | "AWS::Lambda::Function" => {
                 for policy in list(&properties["Policies"]) {
                     match policy.get("Statement") {
@@ -302,6 +342,42 @@ fn check_deployment(
     }
 }
 
+/// The definition file exists, parses, and its `${...}` placeholders are exactly the
+/// `DefinitionSubstitutions`.
+fn check_definition(name: &str, properties: &Value, violations: &mut Vec<String>) {
+    let Some(uri) = properties["DefinitionUri"].as_str() else {
+        violations.push(format!("{name}: the definition is not in its own file"));
+        return;
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(uri);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        violations.push(format!("{name}: no definition file {uri}"));
+        return;
+    };
+    if serde_json::from_str::<serde_json::Value>(&text).is_err() {
+        violations.push(format!("{name}: {uri} is not JSON"));
+    }
+    let mut used: Vec<&str> = text
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let mut given: Vec<&str> = properties["DefinitionSubstitutions"]
+        .as_mapping()
+        .map(|m| m.keys().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    given.sort_unstable();
+    if used != given {
+        violations.push(format!(
+            "{name}: {uri} uses substitutions {used:?} but the template gives {given:?}"
+        ));
+    }
+}
+
 fn project_template() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
     parse(&std::fs::read_to_string(path).unwrap())
@@ -318,6 +394,7 @@ fn the_template_follows_every_rule() {
         .collect();
     for expected in [
         "AWS::Serverless::Function",
+        "AWS::Serverless::StateMachine",
         "AWS::S3::Bucket",
         "AWS::S3::BucketPolicy",
         "AWS::Logs::LogGroup",
@@ -489,4 +566,42 @@ fn invoking_without_the_alias_and_foreign_or_missing_rollback_alarms_are_caught(
             .remove("AutoPublishAlias");
     });
     assert_caught(&template, "OrchestratorFunction: no AutoPublishAlias");
+    }
+}
+
+fn the_batch_worker_and_state_machine_are_held_to_the_same_rules() {
+    // The worker writing outside the batch prefix.
+    let template = edited("BatchFunction", |r| {
+        r.get_mut("Properties").unwrap()["Policies"] = parse(
+            "- Statement:\n    - Effect: Allow\n      Action: s3:PutObject\n      Resource: arn:aws:s3:::b/*\n",
+        );
+    });
+    assert_caught(&template, "BatchFunction: S3 access");
+    // Listing the whole bucket.
+    let template = edited("BatchFunction", |r| {
+        r.get_mut("Properties").unwrap()["Policies"] = parse(
+            "- Statement:\n    - Effect: Allow\n      Action: s3:ListBucket\n      Resource: arn:aws:s3:::b\n",
+        );
+    });
+    assert_caught(&template, "is not a ListBucket limited by s3:prefix");
+    // The state machine invoking any function, or starting any execution.
+    for (action, resource) in [
+        ("lambda:*", "arn:aws:lambda:us-east-1:1:function:batch"),
+        ("states:StartExecution", "*"),
+    ] {
+        let template = edited("BatchStateMachine", |r| {
+            r.get_mut("Properties").unwrap()["Policies"] = parse(&format!(
+                "- Statement:\n    - Effect: Allow\n      Action: '{action}'\n      Resource: '{resource}'\n"
+            ));
+        });
+        assert_caught(&template, "BatchStateMachine: ");
+    }
+    // A definition placeholder without a substitution.
+    let template = edited("BatchStateMachine", |r| {
+        r.get_mut("Properties").unwrap()["DefinitionSubstitutions"]
+            .as_mapping_mut()
+            .unwrap()
+            .remove("MaxConcurrency");
+    });
+    assert_caught(&template, "uses substitutions");
 }

@@ -4,10 +4,12 @@
 //! - [`data`] reads a sales history (`date,store,item,sales`) with line-numbered errors;
 //! - [`train`] fits a LightGBM booster on the features of `forecast` and writes `model.txt`
 //!   plus `manifest.json`;
-//! - [`publish`] uploads both to `s3://<bucket>/models/<name>/<version>/`.
+//! - [`publish`] uploads both to `s3://<bucket>/models/<name>/<version>/`;
+//! - [`batch`] starts a batch job on the Step Functions state machine and follows it.
 //!
 //! Run `cargo run --release -p trainer -- --help`.
 
+pub mod batch;
 pub mod boosting;
 pub mod data;
 pub mod evaluate;

@@ -1,4 +1,5 @@
-//! `demand`: generate a sales history, train a booster on it, publish the booster to S3.
+//! `demand`: generate a sales history, train a booster on it, publish the booster to S3, and
+//! run batch forecasts on the Step Functions state machine.
 
 use std::path::PathBuf;
 
@@ -113,6 +114,145 @@ enum Command {
         #[arg(long)]
         create_bucket: bool,
     },
+    /// Batch forecasts from S3 to S3 on the Step Functions state machine.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BatchCommand {
+    /// Start a job: every CSV under --input, or the whole catalogue from --start for --days.
+    Submit(SubmitArgs),
+    /// Show a job's status, partition counts and summary as JSON.
+    Status {
+        /// The execution ARN `submit` printed.
+        #[arg(long)]
+        execution_arn: String,
+        /// Wait until the job is over.
+        #[arg(long)]
+        wait: bool,
+        /// Longest wait, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout_secs: u64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct SubmitArgs {
+    /// The state machine (stack output BatchStateMachineArn).
+    #[arg(long, env = "BATCH_STATE_MACHINE_ARN")]
+    state_machine_arn: String,
+    /// Where results go: s3://bucket/prefix/ (under the stack's BatchPrefix).
+    #[arg(long)]
+    output: String,
+    /// Score every .csv object (date,store,item[,id]) under s3://bucket/prefix/.
+    #[arg(long, conflicts_with_all = ["start", "days"])]
+    input: Option<String>,
+    /// First day of a catalogue job (YYYY-MM-DD).
+    #[arg(long, requires = "days")]
+    start: Option<chrono::NaiveDate>,
+    /// Days of a catalogue job.
+    #[arg(long, requires = "start")]
+    days: Option<u32>,
+    /// Stores of a catalogue job, comma-separated (default: the model's training domain).
+    #[arg(long, value_delimiter = ',')]
+    stores: Option<Vec<u32>>,
+    /// Items of a catalogue job, comma-separated (default: the model's training domain).
+    #[arg(long, value_delimiter = ',')]
+    items: Option<Vec<u32>>,
+    /// Rows per partition of a catalogue job.
+    #[arg(long)]
+    rows_per_partition: Option<u32>,
+    /// Execution name (default: generated).
+    #[arg(long)]
+    name: Option<String>,
+    /// Wait until the job is over and print its status.
+    #[arg(long)]
+    wait: bool,
+}
+
+impl SubmitArgs {
+    fn job(&self) -> anyhow::Result<batch::Job> {
+        let catalogue = match (self.start, self.days) {
+            (Some(start), Some(days)) => Some(batch::job::CatalogueSpec {
+                start,
+                days,
+                stores: self.stores.clone(),
+                items: self.items.clone(),
+                rows_per_partition: self.rows_per_partition,
+            }),
+            _ => None,
+        };
+        let job = batch::Job {
+            output: batch::job::S3Prefix::parse(&self.output)?,
+            input: self
+                .input
+                .as_deref()
+                .map(batch::job::S3Prefix::parse)
+                .transpose()?,
+            catalogue,
+        };
+        job.shape()?;
+        Ok(job)
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, value)?;
+    std::io::Write::write_all(&mut stdout, b"\n")?;
+    Ok(())
+}
+
+async fn run_batch(command: BatchCommand) -> anyhow::Result<()> {
+    let client = trainer::batch::sfn_client_from_env().await;
+    let poll = std::time::Duration::from_secs(5);
+    match command {
+        BatchCommand::Submit(args) => {
+            let job = args.job()?;
+            let arn = trainer::batch::submit(
+                &client,
+                &args.state_machine_arn,
+                args.name.as_deref(),
+                &job,
+            )
+            .await?;
+            eprintln!("started {arn}");
+            if args.wait {
+                let status = trainer::batch::wait(
+                    &client,
+                    &arn,
+                    poll,
+                    std::time::Duration::from_secs(86_400),
+                )
+                .await?;
+                print_json(&status)?;
+            } else {
+                print_json(&serde_json::json!({"execution_arn": arn}))?;
+            }
+        }
+        BatchCommand::Status {
+            execution_arn,
+            wait,
+            timeout_secs,
+        } => {
+            let status = if wait {
+                trainer::batch::wait(
+                    &client,
+                    &execution_arn,
+                    poll,
+                    std::time::Duration::from_secs(timeout_secs),
+                )
+                .await?
+            } else {
+                trainer::batch::status(&client, &execution_arn).await?
+            };
+            print_json(&status)?;
+        }
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -240,6 +380,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("publishing the model")?;
             eprintln!("published {}", location.uri());
         }
+        Command::Batch { command } => run_batch(command).await?,
     }
     Ok(())
 }
