@@ -566,9 +566,9 @@ fn invoking_without_the_alias_and_foreign_or_missing_rollback_alarms_are_caught(
             .remove("AutoPublishAlias");
     });
     assert_caught(&template, "OrchestratorFunction: no AutoPublishAlias");
-    }
 }
 
+#[test]
 fn the_batch_worker_and_state_machine_are_held_to_the_same_rules() {
     // The worker writing outside the batch prefix.
     let template = edited("BatchFunction", |r| {
