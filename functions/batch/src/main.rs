@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let config = ModelConfig::from_env().inspect_err(|err| {
         tracing::error!(error = %err, "batch configuration is invalid");
     })?;
-    let data = S3BatchStore::new(S3BatchStore::client_from_env().await);
+    let data = S3BatchStore::new(model::loader::s3_client_from_env().await);
     let models = ConfiguredStore::for_config(&config).await;
     let worker = BatchWorker::new(data, models, config.location);
     // Load at cold start; a failure is retried by the first invocation that needs the model.

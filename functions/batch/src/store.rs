@@ -71,19 +71,6 @@ impl S3BatchStore {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
         Self { client }
     }
-
-    /// A client from the standard AWS environment; path-style addressing when
-    /// `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` points at a local S3 server.
-    pub async fn client_from_env() -> aws_sdk_s3::Client {
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let local = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-        let config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(local)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
-    }
 }
 
 impl BatchStore for S3BatchStore {

@@ -69,19 +69,10 @@ pub struct S3ObjectStore {
 }
 
 impl S3ObjectStore {
-    /// Builds a client from the standard AWS environment. `AWS_ENDPOINT_URL_S3` (or
-    /// `AWS_ENDPOINT_URL`) points it at a local S3 server, which then gets path-style
-    /// addressing since such servers do not serve `<bucket>.<host>` names.
+    /// Builds a client from the standard AWS environment ([`s3_client_from_env`]).
     pub async fn from_env() -> Self {
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let local = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-        let config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(local)
-            .build();
         Self {
-            client: aws_sdk_s3::Client::from_conf(config),
+            client: s3_client_from_env().await,
         }
     }
 
@@ -139,6 +130,20 @@ impl ObjectStore for S3ObjectStore {
             etag,
         })
     }
+}
+
+/// An S3 client from the standard AWS environment. `AWS_ENDPOINT_URL_S3` (or
+/// `AWS_ENDPOINT_URL`) points it at a local S3 server, which then gets path-style addressing
+/// since such servers do not serve `<bucket>.<host>` names.
+pub async fn s3_client_from_env() -> aws_sdk_s3::Client {
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let local = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(local)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// Turns an SDK error into an actionable sentence without dumping the whole error chain.
