@@ -71,30 +71,31 @@ impl S3BatchStore {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
         Self { client }
     }
+
+    /// `GetObject`, its failure named by bucket and key; `open` streams the body, `get` reads it.
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, BatchError> {
+        self.client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| storage(bucket, key, DisplayErrorContext(e)))
+    }
 }
 
 impl BatchStore for S3BatchStore {
     async fn open(&self, bucket: &str, key: &str) -> Result<ObjectReader, BatchError> {
-        let output = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| storage(bucket, key, DisplayErrorContext(e)))?;
+        let output = self.get_object(bucket, key).await?;
         Ok(Box::pin(output.body.into_async_read()))
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, BatchError> {
-        let output = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| storage(bucket, key, DisplayErrorContext(e)))?;
+        let output = self.get_object(bucket, key).await?;
         let bytes = output
             .body
             .collect()

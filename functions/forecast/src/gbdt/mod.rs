@@ -189,11 +189,6 @@ impl Booster {
         self.num_trees
     }
 
-    /// The objective's output transform.
-    pub fn output_transform(&self) -> OutputTransform {
-        self.transform
-    }
-
     /// Predicts row-major `rows`, one prediction per row, in parallel for large batches.
     pub fn predict(&self, rows: &[f64]) -> Result<Vec<f64>, RowShapeError> {
         self.predict_chunked(
