@@ -41,6 +41,10 @@ pub const MAX_COMPLETE_DEPTH: u32 = 10;
 /// Rows evaluated together, tree by tree.
 const BLOCK_ROWS: usize = 32;
 
+/// Distinct thresholds of one feature kept sorted while they are read; beyond this many they
+/// are sorted once at the end instead.
+const SORTED_INSERT_LIMIT: usize = 1024;
+
 /// Batches smaller than this are evaluated on the calling thread.
 const PARALLEL_MIN_ROWS: usize = 512;
 
@@ -574,27 +578,50 @@ fn sum_general(
 /// Numbers the conditions of `model` and lays its trees out for walking.
 fn compile(model: TextModel, transform: OutputTransform, allow_compact: bool) -> Booster {
     // Pass 1: every distinct numerical condition, grouped into runs sorted by threshold.
-    let mut grouped: std::collections::BTreeMap<(usize, u8, bool), Vec<f64>> =
-        std::collections::BTreeMap::new();
+    // A model has a handful of (feature, missing rule, default) keys, so a vector searched
+    // from the last key hit beats a map; sorting it gives the runs a fixed order. Each key's
+    // thresholds are few and repeated across thousands of trees, so they are kept sorted and
+    // distinct as they come, until a key has so many that sorting once at the end is cheaper.
+    let mut grouped: Vec<((usize, u8, bool), Vec<f64>)> = Vec::new();
+    let mut last = 0usize;
     let mut num_categorical = 0usize;
     for tree in &model.trees {
         for node in &tree.nodes {
             if node.is_categorical() {
                 num_categorical += 1;
-            } else {
-                let missing = node.missing_type().unwrap_or(MissingType::None);
-                grouped
-                    .entry((node.feature, missing as u8, node.default_left()))
-                    .or_default()
-                    .push(node.threshold);
+                continue;
+            }
+            let missing = node.missing_type().unwrap_or(MissingType::None);
+            let key = (node.feature, missing as u8, node.default_left());
+            if grouped.get(last).is_none_or(|(k, _)| *k != key) {
+                last = match grouped.iter().position(|(k, _)| *k == key) {
+                    Some(found) => found,
+                    None => {
+                        grouped.push((key, Vec::new()));
+                        grouped.len() - 1
+                    }
+                };
+            }
+            if let Some((_, thresholds)) = grouped.get_mut(last) {
+                if thresholds.len() >= SORTED_INSERT_LIMIT {
+                    thresholds.push(node.threshold);
+                } else if let Err(at) =
+                    thresholds.binary_search_by(|t| t.total_cmp(&node.threshold))
+                {
+                    thresholds.insert(at, node.threshold);
+                }
             }
         }
     }
+    grouped.sort_by_key(|(key, _)| *key);
     let mut runs = Vec::with_capacity(grouped.len());
     let mut next = 1usize;
     for ((feature, missing, default_left), mut thresholds) in grouped {
-        thresholds.sort_by(f64::total_cmp);
-        thresholds.dedup_by(|a, b| a.to_bits() == b.to_bits());
+        if thresholds.len() >= SORTED_INSERT_LIMIT {
+            thresholds.sort_by(f64::total_cmp);
+            // `total_cmp` equality is bit equality.
+            thresholds.dedup_by(|a, b| a.to_bits() == b.to_bits());
+        }
         let missing = match missing {
             0 => MissingType::None,
             1 => MissingType::Zero,
@@ -612,6 +639,7 @@ fn compile(model: TextModel, transform: OutputTransform, allow_compact: bool) ->
     }
     let mut compiler = Compiler {
         runs,
+        last_run: 0,
         next_categorical: next,
         categorical: Vec::with_capacity(num_categorical),
         cat_words: Vec::new(),
@@ -657,6 +685,8 @@ fn compile(model: TextModel, transform: OutputTransform, allow_compact: bool) ->
 /// Condition ids of the nodes of parsed trees.
 struct Compiler {
     runs: Vec<ConditionRun>,
+    /// The run of the last numerical condition looked up: consecutive nodes often share it.
+    last_run: usize,
     next_categorical: usize,
     categorical: Vec<CategoricalCondition>,
     cat_words: Vec<u32>,
@@ -680,14 +710,18 @@ impl Compiler {
             return u32::try_from(id).unwrap_or(u32::MAX);
         }
         let missing = node.missing_type().unwrap_or(MissingType::None);
+        let is_run = |run: &ConditionRun| {
+            run.feature == node.feature
+                && run.missing == missing
+                && run.default_left == node.default_left()
+        };
+        if !self.runs.get(self.last_run).is_some_and(is_run) {
+            self.last_run = self.runs.iter().position(is_run).unwrap_or(0);
+        }
         let id = self
             .runs
-            .iter()
-            .find(|run| {
-                run.feature == node.feature
-                    && run.missing == missing
-                    && run.default_left == node.default_left()
-            })
+            .get(self.last_run)
+            .filter(|run| is_run(run))
             .and_then(|run| {
                 run.thresholds
                     .binary_search_by(|t| t.total_cmp(&node.threshold))

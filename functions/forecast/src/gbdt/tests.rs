@@ -193,11 +193,47 @@ fn tree_sizes_that_do_not_add_up_are_refused() {
     let with_sizes = TWO_TREES.replacen("\nTree=0", &format!("{sizes}Tree=0"), 1);
     // The header grew, so the offsets of the trees moved by the same amount: still whole.
     assert!(Booster::from_model_text(&with_sizes).is_ok());
-    let edited = with_sizes.replacen("tree_sizes=", "tree_sizes=1", 1);
-    assert!(matches!(
-        Booster::from_model_text(&edited),
-        Err(ModelTextError::Corrupt(message)) if message.contains("tree_sizes")
-    ));
+    let (a, b) = (second - first, end - second);
+    for edit in [
+        format!("tree_sizes=1{a} {b}"),
+        format!("tree_sizes={} {}", a - 1, b + 1),
+        format!("tree_sizes={} {}", a + 1, b - 1),
+        format!("tree_sizes={a} {}", b - 1),
+        format!("tree_sizes={a} {}", b + 1),
+        format!("tree_sizes={}", a + b),
+        format!("tree_sizes={a} {b} 0"),
+    ] {
+        let edited = with_sizes.replacen(&format!("tree_sizes={a} {b}"), &edit, 1);
+        assert!(
+            matches!(
+                Booster::from_model_text(&edited),
+                Err(ModelTextError::Corrupt(message)) if message.contains("tree_sizes")
+            ),
+            "{edit}"
+        );
+    }
+    // Cut anywhere, the trees sliced at these offsets are an error, never a panic.
+    let trees_end = with_sizes.find("end of trees").unwrap() + "end of trees".len();
+    for cut in 0..with_sizes.len() {
+        match Booster::from_model_text(&with_sizes[..cut]) {
+            Ok(_) => assert!(cut >= trees_end, "loaded a text cut at {cut}"),
+            Err(ModelTextError::Corrupt(_)) => {}
+            Err(other) => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn sliced_and_split_trees_read_the_same_model() {
+    let first = TWO_TREES.find("Tree=0").unwrap();
+    let second = TWO_TREES.find("Tree=1").unwrap();
+    let end = TWO_TREES.find("end of trees").unwrap();
+    let sizes = format!("tree_sizes={} {}\n\n", second - first, end - second);
+    let with_sizes = TWO_TREES.replacen("\nTree=0", &format!("{sizes}Tree=0"), 1);
+    assert_eq!(
+        text::parse(&with_sizes).unwrap(),
+        text::parse(TWO_TREES).unwrap()
+    );
 }
 
 #[test]

@@ -97,83 +97,48 @@ pub(super) struct TextModel {
 }
 
 /// Parses `text`; see the module comment for the rules.
+///
+/// The header is read line by line. When it declares `tree_sizes` (LightGBM always writes it)
+/// the trees are cut out of the text at those byte offsets, as `GBDT::LoadModelFromString`
+/// does, and every tree - its lines and its numbers - is read in parallel; without it the
+/// trees are found one after the other by their blank-line separators. Either way each tree
+/// must start with its own `Tree=<index>` line and the trees must end exactly at the
+/// `end of trees` line.
 pub(super) fn parse(text: &str) -> Result<TextModel, ModelTextError> {
-    let mut lines = text
-        .split('\n')
-        .map(|line| line.strip_suffix('\r').unwrap_or(line));
-    if lines.next() != Some("tree") {
+    let mut lines = Lines { text, at: 0 };
+    if lines.next().map(|(_, line)| line) != Some("tree") {
         return Err(Corrupt(
             "the text does not start with a `tree` line".to_owned(),
         ));
     }
     let mut header = Header::default();
-    let mut next = None;
-    for line in lines.by_ref() {
-        if line.starts_with("Tree=") {
-            next = Some(line);
-            break;
-        }
-        if line == "end of trees" {
-            next = Some(line);
+    let mut first = None;
+    for (at, line) in lines.by_ref() {
+        if line.starts_with("Tree=") || line == "end of trees" {
+            first = Some((at, line));
             break;
         }
         header.read(line)?;
     }
-    if next.is_none() {
+    let Some((trees_start, first_line)) = first else {
         return Err(Corrupt(
             "the model text is truncated: it has no trees and no `end of trees`".to_owned(),
         ));
-    }
+    };
     let header = header.finish()?;
-    // Lines are split here, in order; the numbers of each tree are parsed below, in parallel.
-    let mut trees: Vec<Fields<'_>> = Vec::new();
-    let mut ended = false;
-    while let Some(line) = next.take() {
-        if line == "end of trees" {
-            ended = true;
-            break;
-        }
-        let index = line.strip_prefix("Tree=").ok_or_else(|| {
-            Corrupt(format!(
-                "expected `Tree=` or `end of trees`, found {line:?}"
-            ))
-        })?;
-        if index != trees.len().to_string() {
-            return Err(Corrupt(format!(
-                "tree {} is labelled `Tree={index}`",
-                trees.len()
-            )));
-        }
-        if trees.len() == MAX_TREES {
-            return Err(Unsupported(format!("more than {MAX_TREES} trees")));
-        }
-        let mut fields = Fields::default();
-        for field in lines.by_ref() {
-            if field.is_empty() {
-                break;
-            }
-            fields.read(field)?;
-        }
-        trees.push(fields);
-        next = lines.by_ref().find(|line| !line.is_empty());
-    }
-    if !ended {
-        return Err(Corrupt(
-            "the model text is truncated: `end of trees` is missing".to_owned(),
-        ));
-    }
-    if trees.is_empty() {
+    let bodies = match &header.tree_sizes {
+        Some(sizes) => slice_trees(text, trees_start, sizes)?,
+        None => split_trees(first_line, lines)?,
+    };
+    if bodies.is_empty() {
         return Err(Corrupt("the model has no trees".to_owned()));
     }
-    if let Some(sizes) = &header.tree_sizes {
-        check_tree_sizes(text, sizes, trees.len())?;
-    }
-    let trees = trees
+    let trees = bodies
         .into_par_iter()
         .enumerate()
-        .map(|(index, fields)| {
-            fields
-                .into_tree(header.num_features)
+        .map_init(ThresholdCache::default, |cache, (index, body)| {
+            Fields::read_body(body)
+                .and_then(|fields| fields.into_tree(header.num_features, cache))
                 .map_err(|e| e.context(&format!("tree {index}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -185,37 +150,120 @@ pub(super) fn parse(text: &str) -> Result<TextModel, ModelTextError> {
     })
 }
 
-/// LightGBM slices the trees at the byte offsets of `tree_sizes=` without bounds checks; a
-/// file whose sizes do not add up is one LightGBM would read differently (or crash on), so
-/// it is refused rather than evaluated.
-fn check_tree_sizes(text: &str, sizes: &[usize], trees: usize) -> Result<(), ModelTextError> {
-    if sizes.len() != trees {
-        return Err(Corrupt(format!(
-            "tree_sizes lists {} trees, the text has {trees}",
-            sizes.len()
+/// The lines of a text with the byte offset each starts at, split at `\n` (a `\r` before it
+/// is dropped), like `str::split('\n')` but with a vectorised search: a 3000-tree model is
+/// 9 MB of text, most of it in lines the evaluator skips.
+struct Lines<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = (usize, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.text.get(self.at..)?;
+        let start = self.at;
+        let line = match memchr::memchr(b'\n', rest.as_bytes()) {
+            Some(end) => {
+                self.at += end + 1;
+                rest.split_at(end).0
+            }
+            None => {
+                // Past the end: the next call answers `None`.
+                self.at = self.text.len() + 1;
+                rest
+            }
+        };
+        Some((start, line.strip_suffix('\r').unwrap_or(line)))
+    }
+}
+
+/// The tree texts after each `Tree=<index>` line, cut at the offsets `tree_sizes` gives.
+/// LightGBM slices the trees this way without bounds checks; a file whose sizes do not match
+/// its trees is one LightGBM would read differently (or crash on), so it is refused rather
+/// than evaluated.
+fn slice_trees<'a>(
+    text: &'a str,
+    start: usize,
+    sizes: &[usize],
+) -> Result<Vec<&'a str>, ModelTextError> {
+    if sizes.len() > MAX_TREES {
+        return Err(Unsupported(format!("more than {MAX_TREES} trees")));
+    }
+    let mismatch = |what: String| {
+        Corrupt(format!(
+            "the model text is truncated or edited: tree_sizes do not match the trees ({what})"
+        ))
+    };
+    let mut bodies = Vec::with_capacity(sizes.len());
+    let mut at = start;
+    for (index, size) in sizes.iter().enumerate() {
+        let tree = at
+            .checked_add(*size)
+            .and_then(|end| text.get(at..end))
+            .ok_or_else(|| mismatch(format!("tree {index} ends outside the text")))?;
+        let (label, body) = tree.split_once('\n').unwrap_or((tree, ""));
+        let label = label.strip_suffix('\r').unwrap_or(label);
+        if label.strip_prefix("Tree=") != Some(index.to_string().as_str()) {
+            return Err(mismatch(format!("tree {index} starts at {label:?}")));
+        }
+        bodies.push(body);
+        at += size;
+    }
+    let end = text.get(at..).unwrap_or_default();
+    let end = end.split_once('\n').map_or(end, |(line, _)| line);
+    if end.strip_suffix('\r').unwrap_or(end) != "end of trees" {
+        return Err(mismatch(format!(
+            "tree_sizes add up to {} bytes, followed by {:?} instead of `end of trees`",
+            at - start,
+            end.chars().take(40).collect::<String>()
         )));
     }
-    let position = |marker: &str| {
-        text.match_indices(marker)
-            .find(|(at, _)| *at == 0 || text.as_bytes().get(at - 1) == Some(&b'\n'))
-            .map(|(at, _)| at)
-    };
-    let (Some(first), Some(end)) = (position("Tree="), position("end of trees")) else {
-        return Err(Corrupt(
-            "tree_sizes is declared but the trees are missing".to_owned(),
-        ));
-    };
-    let total = sizes
-        .iter()
-        .try_fold(0usize, |sum, size| sum.checked_add(*size))
-        .ok_or_else(|| Corrupt("tree_sizes overflows".to_owned()))?;
-    if first.checked_add(total) != Some(end) {
-        return Err(Corrupt(format!(
-            "the model text is truncated or edited: tree_sizes add up to {total} bytes, the trees take {}",
-            end.saturating_sub(first)
-        )));
+    Ok(bodies)
+}
+
+/// The tree texts after each `Tree=<index>` line, each ending at the blank line after it, for
+/// a header without `tree_sizes`.
+fn split_trees<'a>(first: &'a str, mut lines: Lines<'a>) -> Result<Vec<&'a str>, ModelTextError> {
+    let text = lines.text;
+    let mut bodies = Vec::new();
+    let mut next = Some(first);
+    while let Some(line) = next.take() {
+        if line == "end of trees" {
+            return Ok(bodies);
+        }
+        let index = line.strip_prefix("Tree=").ok_or_else(|| {
+            Corrupt(format!(
+                "expected `Tree=` or `end of trees`, found {line:?}"
+            ))
+        })?;
+        if index != bodies.len().to_string() {
+            return Err(Corrupt(format!(
+                "tree {} is labelled `Tree={index}`",
+                bodies.len()
+            )));
+        }
+        if bodies.len() == MAX_TREES {
+            return Err(Unsupported(format!("more than {MAX_TREES} trees")));
+        }
+        let body_start = lines.at.min(text.len());
+        let mut body_end = text.len();
+        for (at, field) in lines.by_ref() {
+            if field.is_empty() {
+                body_end = at;
+                break;
+            }
+        }
+        bodies.push(text.get(body_start..body_end).unwrap_or_default());
+        next = lines
+            .by_ref()
+            .map(|(_, line)| line)
+            .find(|line| !line.is_empty());
     }
-    Ok(())
+    Err(Corrupt(
+        "the model text is truncated: `end of trees` is missing".to_owned(),
+    ))
 }
 
 #[derive(Debug, Default)]
@@ -333,6 +381,25 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    /// The fields of one tree's text: `key=value` lines, then nothing but blank lines.
+    fn read_body(body: &'a str) -> Result<Self, ModelTextError> {
+        let mut fields = Fields::default();
+        let mut lines = Lines { text: body, at: 0 };
+        for (_, line) in lines.by_ref() {
+            if line.is_empty() {
+                break;
+            }
+            fields.read(line)?;
+        }
+        if let Some((_, line)) = lines.find(|(_, line)| !line.is_empty()) {
+            return Err(Corrupt(format!(
+                "the tree goes on after a blank line: {:?} (tree_sizes do not match the trees)",
+                line.chars().take(40).collect::<String>()
+            )));
+        }
+        Ok(fields)
+    }
+
     fn read(&mut self, line: &'a str) -> Result<(), ModelTextError> {
         let (key, value) = line
             .split_once('=')
@@ -356,7 +423,11 @@ impl<'a> Fields<'a> {
         Ok(())
     }
 
-    fn into_tree(self, num_features: usize) -> Result<TextTree, ModelTextError> {
+    fn into_tree(
+        self,
+        num_features: usize,
+        cache: &mut ThresholdCache<'a>,
+    ) -> Result<TextTree, ModelTextError> {
         let required = |value: Option<&'a str>, name: &str| {
             value.ok_or_else(|| Corrupt(format!("the `{name}` field is missing")))
         };
@@ -380,8 +451,6 @@ impl<'a> Fields<'a> {
                     .to_owned(),
             ));
         }
-        // LightGBM reads these two with `StringToArray<double>` (fast_double_parser, falling
-        // back to strtod): correctly rounded, like Rust's `f64::from_str`.
         let leaf_value = floats(
             required(self.leaf_value, "leaf_value")?,
             num_leaves,
@@ -401,10 +470,12 @@ impl<'a> Fields<'a> {
             internal,
             "split_feature",
         )?;
-        let thresholds = floats(
+        let thresholds = numbers(
             required(self.threshold, "threshold")?,
             internal,
             "threshold",
+            "has a non-number",
+            |item| cache.parse(item),
         )?;
         // A missing `decision_type` means all zeros (numerical, missing type None).
         let decision_types = match self.decision_type {
@@ -563,38 +634,111 @@ fn check_is_a_tree(nodes: &[TextNode], num_leaves: usize) -> Result<(), ModelTex
 }
 
 fn integer(value: &str, name: &str) -> Result<i64, ModelTextError> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| Corrupt(format!("`{name}` is not a whole number: {value:?}")))
+    whole_number(value.trim())
+        .ok_or_else(|| Corrupt(format!("`{name}` is not a whole number: {value:?}")))
 }
 
-/// The values of an array field: LightGBM writes them separated by single spaces.
+/// The values of an array field: LightGBM writes them separated by single spaces. This is
+/// `value.split(' ')` without the empty items.
 fn items(value: &str) -> impl Iterator<Item = &str> {
-    value.split(' ').filter(|v| !v.is_empty())
+    value.split_ascii_whitespace()
+}
+
+/// Thresholds already parsed, by their text. A model's trees split its few features at the
+/// same few dozen thresholds again and again (51 distinct texts among the 93,000 thresholds
+/// of the service's 3000-tree model), and a correctly rounded parse of a 17-digit number
+/// costs far more than finding it here. Direct-mapped: a collision only costs a parse, and
+/// equal texts parse to equal bits, so a hit can never change a threshold.
+struct ThresholdCache<'a> {
+    slots: [(&'a str, f64); 64],
+}
+
+impl Default for ThresholdCache<'_> {
+    fn default() -> Self {
+        Self {
+            slots: [("", 0.0); 64],
+        }
+    }
+}
+
+impl<'a> ThresholdCache<'a> {
+    fn parse(&mut self, item: &'a str) -> Option<f64> {
+        let bytes = item.as_bytes();
+        let mix = |i: usize| usize::from(bytes.get(i).copied().unwrap_or(0));
+        let slot = (bytes.len()
+            ^ (mix(0) << 1)
+            ^ (mix(bytes.len().wrapping_sub(1)) << 2)
+            ^ mix(bytes.len().wrapping_sub(2)))
+            % 64;
+        let entry = self.slots.get_mut(slot)?;
+        if entry.0 == item && !item.is_empty() {
+            return Some(entry.1);
+        }
+        let value: f64 = item.parse().ok()?;
+        *entry = (item, value);
+        Some(value)
+    }
 }
 
 fn integers(value: &str, n: usize, name: &str) -> Result<Vec<i64>, ModelTextError> {
-    let values: Vec<i64> = items(value)
-        .map(|v| {
-            v.parse()
-                .map_err(|_| Corrupt(format!("`{name}` is not a whole number: {v:?}")))
-        })
-        .collect::<Result<_, _>>()?;
-    expect_len(values, n, name)
+    numbers(value, n, name, "is not a whole number", whole_number)
 }
 
+// LightGBM reads these with `StringToArray<double>` (fast_double_parser, falling back to
+// strtod): correctly rounded, like Rust's `f64::from_str`.
 fn floats(value: &str, n: usize, name: &str) -> Result<Vec<f64>, ModelTextError> {
-    let values: Vec<f64> = items(value)
-        .map(|v| {
-            v.parse::<f64>()
-                .map_err(|_| Corrupt(format!("`{name}` has a non-number {v:?}")))
-        })
-        .collect::<Result<_, _>>()?;
-    expect_len(values, n, name)
+    numbers(value, n, name, "has a non-number", |item| item.parse().ok())
 }
 
-fn expect_len<T>(values: Vec<T>, n: usize, name: &str) -> Result<Vec<T>, ModelTextError> {
+/// A decimal integer with an optional sign, as `i64::from_str` reads it; written out because
+/// the trees' child, feature and decision arrays are a third of a model's numbers and nearly
+/// all of them are one or two digits.
+fn whole_number(item: &str) -> Option<i64> {
+    let (negative, digits) = match item.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        digits => (false, digits),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for byte in digits {
+        let digit = i64::from(byte.wrapping_sub(b'0'));
+        if digit > 9 {
+            return None;
+        }
+        // Accumulating downwards reaches i64::MIN, which upwards would overflow.
+        value = value.checked_mul(10)?.checked_sub(digit)?;
+    }
+    if negative {
+        Some(value)
+    } else {
+        value.checked_neg()
+    }
+}
+
+/// Exactly `n` numbers of an array field, into a vector allocated once.
+fn numbers<'a, T>(
+    value: &'a str,
+    n: usize,
+    name: &str,
+    complaint: &str,
+    mut parse: impl FnMut(&'a str) -> Option<T>,
+) -> Result<Vec<T>, ModelTextError> {
+    let mut values = Vec::with_capacity(n);
+    let mut items = items(value);
+    for item in items.by_ref() {
+        if values.len() == n {
+            return Err(Corrupt(format!(
+                "`{name}` has {} values, expected {n}",
+                n + 1 + items.count()
+            )));
+        }
+        let parsed =
+            parse(item).ok_or_else(|| Corrupt(format!("`{name}` {complaint}: {item:?}")))?;
+        values.push(parsed);
+    }
     if values.len() == n {
         Ok(values)
     } else {
@@ -602,5 +746,52 @@ fn expect_len<T>(values: Vec<T>, n: usize, name: &str) -> Result<Vec<T>, ModelTe
             "`{name}` has {} values, expected {n}",
             values.len()
         )))
+    }
+}
+
+#[cfg(test)]
+mod number_tests {
+    use proptest::prelude::*;
+
+    use super::whole_number;
+
+    #[test]
+    fn whole_numbers_read_as_the_standard_library_reads_them() {
+        for item in [
+            "0",
+            "-0",
+            "+0",
+            "7",
+            "-1",
+            "+12",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "",
+            "-",
+            "+",
+            "1.0",
+            "1e3",
+            " 1",
+            "0x10",
+            "--1",
+            "12a",
+            "\u{661}",
+        ] {
+            assert_eq!(whole_number(item), item.parse::<i64>().ok(), "{item:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_reads_as_the_standard_library_reads_it(item in "[-+]?[0-9]{0,21}|\\PC{0,6}") {
+            prop_assert_eq!(whole_number(&item), item.parse::<i64>().ok());
+        }
+
+        #[test]
+        fn every_i64_round_trips(value: i64) {
+            prop_assert_eq!(whole_number(&value.to_string()), Some(value));
+        }
     }
 }
