@@ -257,6 +257,13 @@ impl Booster {
         let mut sums = [0.0f64; BLOCK_ROWS];
         match &self.trees {
             Trees::Compact(trees) => {
+                if let [out] = out {
+                    // One row (the API's common case): a 256-byte buffer, not a block's 8 KB.
+                    let mut bytes = [false; COMPACT_CONDITIONS];
+                    self.condition_bytes(rows, &mut bytes);
+                    *out = self.finish(sum_compact_row(trees, &bytes));
+                    return;
+                }
                 let mut bytes = [[false; COMPACT_CONDITIONS]; BLOCK_ROWS];
                 for (rows, out) in rows
                     .chunks(BLOCK_ROWS * width)
@@ -499,13 +506,20 @@ fn is_zero(x: f64) -> bool {
     (-ZERO_THRESHOLD..=ZERO_THRESHOLD).contains(&x)
 }
 
+/// One row's sum of every compact tree's leaf, in file order from `+0.0`. The sum is the only
+/// dependency chain; the walks of later trees overlap it.
+fn sum_compact_row(trees: &[CompactTree], bytes: &[bool; COMPACT_CONDITIONS]) -> f64 {
+    let mut sum = 0.0;
+    for tree in trees {
+        sum += tree.walk(bytes);
+    }
+    sum
+}
+
 /// Adds every compact tree's leaf, in file order, to each row's sum.
 fn sum_compact(trees: &[CompactTree], bytes: &[[bool; COMPACT_CONDITIONS]], sums: &mut [f64]) {
     if let ([sum], [bytes]) = (&mut *sums, bytes) {
-        // One row: its sum is the only dependency chain, the walks of later trees overlap it.
-        for tree in trees {
-            *sum += tree.walk(bytes);
-        }
+        *sum += sum_compact_row(trees, bytes);
         return;
     }
     for tree in trees {
