@@ -1,9 +1,6 @@
 # The project's commands. `make dev` runs the whole stack locally; `make test` runs every gate.
 SHELL := /bin/bash
 export SAM_CLI_TELEMETRY := 0
-# zig's libc++ headers break bindgen unless libc++ assertions are configured explicitly. Only
-# the cross build needs it; setting it elsewhere would make cargo rebuild lightgbm3-sys.
-ZIG_BINDGEN_ARGS := -D_LIBCPP_ASSERTION_SEMANTIC_DEFAULT=_LIBCPP_ASSERTION_SEMANTIC_IGNORE
 
 # Deployment environment of samconfig.toml (default, dev, prod) and its stack name.
 ENV ?= default
@@ -151,7 +148,9 @@ validate: deps ## sam validate --lint and the state machine definition (asl-vali
 	$(ASL_VALIDATOR) --json-path $(STATE_MACHINES)
 
 build: deps ## sam build (cargo lambda, arm64) into .aws-sam/
-	BINDGEN_EXTRA_CLANG_ARGS="$(ZIG_BINDGEN_ARGS)" sam build --beta-features --config-env $(ENV)
+	# Not SAM's cache: it hashes each function's own directory, so a change in a shared crate
+	# (functions/forecast) would ship a stale build; cargo's own no-op build takes seconds.
+	sam build --beta-features --no-cached --config-env $(ENV)
 	@ls -l .aws-sam/build/ModelFunction/bootstrap .aws-sam/build/OrchestratorFunction/bootstrap
 
 # Both functions deploy through their `live` alias: a changed function gets a canary

@@ -9,9 +9,6 @@ cd "$(dirname "$0")/../.."
 ARCH=${1:?usage: sam-build.sh arm64|x86_64 BUILD_DIR}
 BUILD_DIR=${2:?usage: sam-build.sh arm64|x86_64 BUILD_DIR}
 export SAM_CLI_TELEMETRY=0
-# As in the Makefile's build target: zig's libc++ headers break bindgen without it. The same
-# value keeps cargo's cached cross build valid for both.
-export BINDGEN_EXTRA_CLANG_ARGS=-D_LIBCPP_ASSERTION_SEMANTIC_DEFAULT=_LIBCPP_ASSERTION_SEMANTIC_IGNORE
 
 # Not --cached: SAM's cache hashes each function's own directory only, so a change in a shared
 # workspace crate (functions/forecast) would not rebuild; cargo's own no-op build takes seconds.
