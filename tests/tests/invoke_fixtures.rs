@@ -15,7 +15,7 @@ const BUCKET: &str = "demand-models-invoke";
 
 /// Which function each committed event is for and the HTTP status it must answer (the model's
 /// ping has no HTTP status: `None`). A new event must be added here, with its answer.
-const EVENTS: [(&str, &str, Option<u16>); 12] = [
+const EVENTS: [(&str, &str, Option<u16>); 15] = [
     ("batch.json", "orchestrator", Some(200)),
     ("forecast-invalid.json", "orchestrator", Some(422)),
     ("forecast.json", "orchestrator", Some(200)),
@@ -24,6 +24,10 @@ const EVENTS: [(&str, &str, Option<u16>); 12] = [
     ("model-ping.json", "model", None),
     ("not-found.json", "orchestrator", Some(404)),
     ("openapi.json", "orchestrator", Some(200)),
+    // The local stack runs with API_AUTH unset (NONE): every caller, or none, is served.
+    ("predict-caller-iam.json", "orchestrator", Some(200)),
+    ("predict-caller-jwt.json", "orchestrator", Some(200)),
+    ("predict-caller-none.json", "orchestrator", Some(200)),
     ("predict-invalid.json", "orchestrator", Some(422)),
     ("predict-malformed.json", "orchestrator", Some(400)),
     ("predict-wrong-method.json", "orchestrator", Some(405)),

@@ -19,6 +19,7 @@
 //! Run it locally with `make dev`; test it with `cargo test -p orchestrator`.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod decode;
 pub mod error;
