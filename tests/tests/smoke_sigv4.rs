@@ -36,11 +36,12 @@ impl SignedApi {
         BufReader::new(child.stdout.as_mut().unwrap())
             .read_line(&mut first)
             .unwrap();
-        let port = first
+        let port: Option<u16> = first
             .trim()
             .strip_prefix("listening ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the endpoint did not start: {first:?}"));
+            .and_then(|p| p.parse().ok());
+        assert!(port.is_some(), "the endpoint did not start: {first:?}");
+        let port = port.unwrap();
         Self { child, port }
     }
 
