@@ -632,41 +632,61 @@ fn scalar(value: &Value, parameters: &std::collections::BTreeMap<String, String>
             let name = tagged.value.as_str().unwrap_or_default();
             parameters.get(name).cloned().unwrap_or_default()
         }
+        // `!Join [delimiter, !Ref ListParameter]` or `!Join [delimiter, [values]]`.
+        Value::Tagged(tagged) if tag_name(tagged) == "Join" => {
+            let args = list(&tagged.value);
+            let delimiter = args
+                .first()
+                .map(|d| scalar(d, parameters))
+                .unwrap_or_default();
+            match args.get(1) {
+                Some(Value::Sequence(items)) => items
+                    .iter()
+                    .map(|item| scalar(item, parameters))
+                    .collect::<Vec<_>>()
+                    .join(&delimiter),
+                Some(other) => scalar(other, parameters)
+                    .split(',')
+                    .collect::<Vec<_>>()
+                    .join(&delimiter),
+                None => String::new(),
+            }
+        }
         other => text_of(other).unwrap_or_default(),
     }
 }
 
-/// Whether the template's condition `name` holds under `parameters` (`!Equals`, `!Not`,
-/// `!And`, `!Or` and `!Condition`, what the template uses).
+/// Whether the template's condition `name` holds under `parameters`.
 fn condition_holds(
     template: &Value,
     name: &str,
     parameters: &std::collections::BTreeMap<String, String>,
 ) -> bool {
-    fn holds(
-        template: &Value,
-        value: &Value,
-        parameters: &std::collections::BTreeMap<String, String>,
-    ) -> bool {
-        let Value::Tagged(tagged) = value else {
-            return false;
-        };
-        let args = list(&tagged.value);
-        match tag_name(tagged).as_str() {
-            "Equals" => {
-                args.len() == 2 && scalar(args[0], parameters) == scalar(args[1], parameters)
-            }
-            "Not" => !args.first().is_some_and(|a| holds(template, a, parameters)),
-            "And" => args.iter().all(|a| holds(template, a, parameters)),
-            "Or" => args.iter().any(|a| holds(template, a, parameters)),
-            "Condition" => tagged
-                .value
-                .as_str()
-                .is_some_and(|n| condition_holds(template, n, parameters)),
-            _ => false,
-        }
-    }
     holds(template, &template["Conditions"][name], parameters)
+}
+
+/// Whether a condition function holds under `parameters` (`!Equals`, `!Not`, `!And`, `!Or`
+/// and `!Condition`, what the template's conditions and rules use); anything else is false.
+fn holds(
+    template: &Value,
+    value: &Value,
+    parameters: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let Value::Tagged(tagged) = value else {
+        return false;
+    };
+    let args = list(&tagged.value);
+    match tag_name(tagged).as_str() {
+        "Equals" => args.len() == 2 && scalar(args[0], parameters) == scalar(args[1], parameters),
+        "Not" => !args.first().is_some_and(|a| holds(template, a, parameters)),
+        "And" => args.iter().all(|a| holds(template, a, parameters)),
+        "Or" => args.iter().any(|a| holds(template, a, parameters)),
+        "Condition" => tagged
+            .value
+            .as_str()
+            .is_some_and(|n| condition_holds(template, n, parameters)),
+        _ => false,
+    }
 }
 
 /// `value` with every `!If` decided under `parameters`; `None` where it is `!Ref AWS::NoValue`.
@@ -1057,4 +1077,36 @@ fn an_open_route_a_missing_scheme_or_a_star_origin_in_prod_are_caught() {
         "CORS allows the origin",
     );
     caught(&template, iam(&template), "CORS allows the origin \"*\"");
+}
+
+#[test]
+fn jwt_mode_needs_an_issuer_and_an_audience() {
+    let template = project_template();
+    let rules = template["Rules"].as_mapping().unwrap();
+    // Whether CloudFormation's rules let a stack with these parameters be deployed.
+    let deployable = |overrides: &[(&str, &str)]| {
+        let parameters = parameters_with(&template, overrides);
+        rules.values().all(|rule| {
+            !holds(&template, &rule["RuleCondition"], &parameters)
+                || list(&rule["Assertions"])
+                    .iter()
+                    .all(|assertion| holds(&template, &assertion["Assert"], &parameters))
+        })
+    };
+    assert!(deployable(&[("ApiAuth", "IAM")]));
+    assert!(deployable(&[("ApiAuth", "NONE")]));
+    assert!(deployable(&[
+        ("ApiAuth", "JWT"),
+        ("JwtIssuer", "https://issuer.example.com"),
+        ("JwtAudience", "client-a,client-b"),
+    ]));
+    assert!(!deployable(&[("ApiAuth", "JWT")]));
+    assert!(!deployable(&[
+        ("ApiAuth", "JWT"),
+        ("JwtIssuer", "https://issuer.example.com")
+    ]));
+    assert!(!deployable(&[
+        ("ApiAuth", "JWT"),
+        ("JwtAudience", "client-a")
+    ]));
 }
