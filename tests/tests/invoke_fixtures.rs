@@ -139,6 +139,36 @@ async fn every_committed_event_answers_as_documented_through_cargo_lambda_invoke
         let text = body.to_string();
         match name {
             "predict.json" => assert!(body["sales"].as_f64().unwrap().is_finite(), "{text}"),
+            // Served like predict.json (API_AUTH is unset here); the orchestrator's log line
+            // names the caller the authorizer context carries, and never the bearer token.
+            "predict-caller-iam.json" | "predict-caller-jwt.json" | "predict-caller-none.json" => {
+                assert!(body["sales"].as_f64().unwrap().is_finite(), "{text}");
+                let caller = match name {
+                    "predict-caller-iam.json" => {
+                        "iam:arn:aws:sts::123456789012:assumed-role/forecast-client/forecaster"
+                    }
+                    "predict-caller-jwt.json" => "jwt:5f1c2b9e-retailer-client",
+                    _ => "anonymous",
+                };
+                // The emulator copies the function's output to its log as it comes: wait for it.
+                let answered = |log: &str| {
+                    log.lines()
+                        .any(|line| line.contains("request answered") && line.contains(caller))
+                };
+                let mut log = watch.log_tail();
+                for _ in 0..50 {
+                    if answered(&log) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    log = watch.log_tail();
+                }
+                assert!(answered(&log), "{name}: no log line names {caller}\n{log}");
+                assert!(
+                    !log.contains("eyJhbGciOiJSUzI1NiJ9"),
+                    "{name}: the token was logged"
+                );
+            }
             "batch.json" => {
                 let stores: Vec<&Value> = body["predictions"]
                     .as_array()

@@ -297,6 +297,20 @@ mod tests {
     }
 
     #[test]
+    fn the_orchestrator_configuration_carries_the_mode() {
+        let config = |auth: Option<&str>| {
+            crate::OrchestratorConfig::from_lookup(|name| match name {
+                "MODEL_FUNCTION_NAME" => Some("model".to_owned()),
+                API_AUTH_VAR => auth.map(str::to_owned),
+                _ => None,
+            })
+        };
+        assert_eq!(config(Some("IAM")).unwrap().auth, ApiAuth::Iam);
+        assert_eq!(config(None).unwrap().auth, ApiAuth::None);
+        assert!(config(Some("open")).is_err());
+    }
+
+    #[test]
     fn the_caller_is_the_iam_arn_or_the_jwt_subject_and_nothing_else() {
         let arn = "arn:aws:iam::123456789012:user/forecaster";
         let iam = event(Some(
