@@ -6,6 +6,9 @@ one set of credentials it is given; signed requests get the answers `make smoke`
 the real API (health 200, predict 200, store 0 422). The signature is recomputed with
 botocore's SigV4 signer over exactly the headers the request says it signed.
 
+With --bearer it stands in for ApiAuth=JWT instead: only `Authorization: Bearer <that token>`
+is answered.
+
 Prints `listening <port>` once ready, then one JSON line per request.
 """
 
@@ -23,6 +26,11 @@ from botocore.credentials import Credentials
 def verify(args, method, path, headers, body):
     """Why the request's signature is refused, or None when it verifies."""
     authorization = headers.get("authorization", "")
+    if args.bearer:
+        # Like a JWT authorizer, reduced to the one token it accepts.
+        if authorization != f"Bearer {args.bearer}":
+            return "no valid bearer token"
+        return None
     algorithm, _, fields = authorization.partition(" ")
     if algorithm != "AWS4-HMAC-SHA256":
         return "not signed with SigV4"
@@ -108,6 +116,7 @@ def main():
     parser.add_argument("--access-key", required=True)
     parser.add_argument("--secret-key", required=True)
     parser.add_argument("--token", default="")
+    parser.add_argument("--bearer", default="", help="accept this bearer token instead of SigV4")
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler(args))
     print(f"listening {server.server_address[1]}", flush=True)

@@ -25,10 +25,16 @@ struct SignedApi {
 
 impl SignedApi {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The endpoint with extra arguments (`--bearer <token>`: a JWT stand-in).
+    fn start_with(extra: &[&str]) -> Self {
         let mut child = Command::new("python3")
             .arg(workspace_root().join("tests/smoke/sigv4_api.py"))
             .args(["--region", "us-east-1", "--access-key", ACCESS_KEY])
             .args(["--secret-key", SECRET_KEY, "--token", TOKEN])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -68,7 +74,16 @@ impl Drop for SignedApi {
 /// Runs `make smoke`'s script for a stack in `mode` at `port`, with `secret` as the caller's
 /// secret key; returns whether it passed and what it printed.
 fn smoke(mode: &str, port: u16, secret: &str) -> (bool, String) {
-    let output = Command::new("bash")
+    smoke_with(mode, port, secret, None)
+}
+
+/// [`smoke`] with `SMOKE_BEARER_TOKEN` set to `bearer`.
+fn smoke_with(mode: &str, port: u16, secret: &str, bearer: Option<&str>) -> (bool, String) {
+    let mut command = Command::new("bash");
+    if let Some(bearer) = bearer {
+        command.env("SMOKE_BEARER_TOKEN", bearer);
+    }
+    let output = command
         .arg(workspace_root().join("infra/aws/smoke.sh"))
         .arg("demand-forecast-test")
         // Only these credentials: no profile or file of this machine is read.
@@ -128,4 +143,27 @@ fn make_smoke_fails_unsigned_or_with_credentials_the_api_does_not_accept() {
     let (passed, printed) = smoke("NONE", api.port, SECRET_KEY);
     assert!(!passed, "{printed}");
     assert_eq!(api.requests()[0]["refused"], "not signed with SigV4");
+}
+
+#[test]
+fn make_smoke_sends_the_bearer_token_when_the_stack_uses_jwt() {
+    let bearer = "eyJhbGciOiJSUzI1NiJ9.smoke.token";
+    let api = SignedApi::start_with(&["--bearer", bearer]);
+    let (passed, printed) = smoke_with("JWT", api.port, SECRET_KEY, Some(bearer));
+    assert!(passed, "{printed}");
+    assert!(!printed.contains(bearer), "the token is not printed");
+    let requests = api.requests();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert!(
+        requests.iter().all(|r| r["refused"].is_null()),
+        "{requests:?}"
+    );
+    // Without a token the script stops before calling anything.
+    let api = SignedApi::start_with(&["--bearer", bearer]);
+    let (passed, printed) = smoke_with("JWT", api.port, SECRET_KEY, None);
+    assert!(
+        !passed && printed.contains("set SMOKE_BEARER_TOKEN"),
+        "{printed}"
+    );
+    assert!(api.requests().is_empty());
 }
