@@ -36,7 +36,13 @@ if kind == "none":
     # What the function gets when no authorizer ran: a route without one, or a direct invoke.
     context.pop("authorizer", None)
 elif kind == "iam":
-    # A SigV4-signed request; the signature itself never reaches the function.
+    # A SigV4-signed request: API Gateway passes its headers on, signature included, which
+    # the function must never log.
+    event["headers"]["authorization"] = (
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20200312/us-east-1/execute-api/aws4_request, "
+        "SignedHeaders=content-type;host;x-amz-date, "
+        "Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7")
+    event["headers"]["x-amz-date"] = "20200312T190358Z"
     context["authorizer"] = {"iam": {
         "accessKey": "AKIAIOSFODNN7EXAMPLE", "accountId": "123456789012",
         "callerId": "AROAEXAMPLEROLEID:forecaster", "cognitoIdentity": None,

@@ -164,10 +164,9 @@ async fn every_committed_event_answers_as_documented_through_cargo_lambda_invoke
                     log = watch.log_tail();
                 }
                 assert!(answered(&log), "{name}: no log line names {caller}\n{log}");
-                assert!(
-                    !log.contains("eyJhbGciOiJSUzI1NiJ9"),
-                    "{name}: the token was logged"
-                );
+                for secret in ["eyJhbGciOiJSUzI1NiJ9", "5d672d79", "AKIAIOSFODNN7EXAMPLE"] {
+                    assert!(!log.contains(secret), "{name}: {secret} was logged");
+                }
             }
             "batch.json" => {
                 let stores: Vec<&Value> = body["predictions"]
