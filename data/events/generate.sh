@@ -25,7 +25,47 @@ with open(path, "w") as f:
 PY
 }
 
+with_authorizer() { # <file> <iam|jwt|none>: the caller API Gateway's authorizer vouched for
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+path, kind = sys.argv[1], sys.argv[2]
+with open(path) as f:
+    event = json.load(f)
+context = event["requestContext"]
+if kind == "none":
+    # What the function gets when no authorizer ran: a route without one, or a direct invoke.
+    context.pop("authorizer", None)
+elif kind == "iam":
+    # A SigV4-signed request: API Gateway passes its headers on, signature included, which
+    # the function must never log.
+    event["headers"]["authorization"] = (
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20200312/us-east-1/execute-api/aws4_request, "
+        "SignedHeaders=content-type;host;x-amz-date, "
+        "Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7")
+    event["headers"]["x-amz-date"] = "20200312T190358Z"
+    context["authorizer"] = {"iam": {
+        "accessKey": "AKIAIOSFODNN7EXAMPLE", "accountId": "123456789012",
+        "callerId": "AROAEXAMPLEROLEID:forecaster", "cognitoIdentity": None,
+        "principalOrgId": None, "userArn": "arn:aws:sts::123456789012:assumed-role/forecast-client/forecaster",
+        "userId": "AROAEXAMPLEROLEID:forecaster"}}
+elif kind == "jwt":
+    # The generator's JWT context lacks a subject; a validated token carries its issuer's claims.
+    # The header holds the token itself, which the function must never log.
+    context["authorizer"]["jwt"]["claims"].update({
+        "sub": "5f1c2b9e-retailer-client", "iss": "https://issuer.example.com",
+        "aud": "forecast-api", "exp": "1583352238"})
+    event["headers"]["authorization"] = "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiI1ZjFjMmI5ZSJ9.c2lnbmF0dXJl"
+with open(path, "w") as f:
+    json.dump(event, f, indent=2)
+    f.write("\n")
+PY
+}
+
 event predict.json POST /v1/api/predict '{"date": "2018-01-01", "store": 1, "item": 1}'
+for kind in iam jwt none; do
+    event "predict-caller-$kind.json" POST /v1/api/predict '{"date": "2018-01-01", "store": 1, "item": 1}'
+    with_authorizer "predict-caller-$kind.json" "$kind"
+done
 event predict-malformed.json POST /v1/api/predict '{"date": "2018-01-01", "store": '
 event predict-invalid.json POST /v1/api/predict '{"date": "2018-02-30", "store": 0, "item": 1}'
 event predict-wrong-method.json GET /v1/api/predict

@@ -304,6 +304,9 @@ pub fn env_vars(s3_port: u16, model_uri: &str, lambda_port: u16) -> serde_json::
             "AWS_ENDPOINT_URL_LAMBDA": format!("http://host.docker.internal:{lambda_port}"),
             "MODEL_FUNCTION_NAME": "ModelFunction",
             "MODEL_INVOKE_TIMEOUT_MS": "60000",
+            // `sam local start-api` runs no IAM or JWT authorizer, so its events carry no
+            // caller; the template's default (IAM) would have the handler refuse them all.
+            "API_AUTH": "NONE",
         },
     })
 }

@@ -15,7 +15,7 @@ const BUCKET: &str = "demand-models-invoke";
 
 /// Which function each committed event is for and the HTTP status it must answer (the model's
 /// ping has no HTTP status: `None`). A new event must be added here, with its answer.
-const EVENTS: [(&str, &str, Option<u16>); 12] = [
+const EVENTS: [(&str, &str, Option<u16>); 15] = [
     ("batch.json", "orchestrator", Some(200)),
     ("forecast-invalid.json", "orchestrator", Some(422)),
     ("forecast.json", "orchestrator", Some(200)),
@@ -24,6 +24,10 @@ const EVENTS: [(&str, &str, Option<u16>); 12] = [
     ("model-ping.json", "model", None),
     ("not-found.json", "orchestrator", Some(404)),
     ("openapi.json", "orchestrator", Some(200)),
+    // The local stack runs with API_AUTH unset (NONE): every caller, or none, is served.
+    ("predict-caller-iam.json", "orchestrator", Some(200)),
+    ("predict-caller-jwt.json", "orchestrator", Some(200)),
+    ("predict-caller-none.json", "orchestrator", Some(200)),
     ("predict-invalid.json", "orchestrator", Some(422)),
     ("predict-malformed.json", "orchestrator", Some(400)),
     ("predict-wrong-method.json", "orchestrator", Some(405)),
@@ -135,6 +139,35 @@ async fn every_committed_event_answers_as_documented_through_cargo_lambda_invoke
         let text = body.to_string();
         match name {
             "predict.json" => assert!(body["sales"].as_f64().unwrap().is_finite(), "{text}"),
+            // Served like predict.json (API_AUTH is unset here); the orchestrator's log line
+            // names the caller the authorizer context carries, and never the bearer token.
+            "predict-caller-iam.json" | "predict-caller-jwt.json" | "predict-caller-none.json" => {
+                assert!(body["sales"].as_f64().unwrap().is_finite(), "{text}");
+                let caller = match name {
+                    "predict-caller-iam.json" => {
+                        "iam:arn:aws:sts::123456789012:assumed-role/forecast-client/forecaster"
+                    }
+                    "predict-caller-jwt.json" => "jwt:5f1c2b9e-retailer-client",
+                    _ => "anonymous",
+                };
+                // The emulator copies the function's output to its log as it comes: wait for it.
+                let answered = |log: &str| {
+                    log.lines()
+                        .any(|line| line.contains("request answered") && line.contains(caller))
+                };
+                let mut log = watch.log_tail();
+                for _ in 0..50 {
+                    if answered(&log) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    log = watch.log_tail();
+                }
+                assert!(answered(&log), "{name}: no log line names {caller}\n{log}");
+                for secret in ["eyJhbGciOiJSUzI1NiJ9", "5d672d79", "AKIAIOSFODNN7EXAMPLE"] {
+                    assert!(!log.contains(secret), "{name}: {secret} was logged");
+                }
+            }
             "batch.json" => {
                 let stores: Vec<&Value> = body["predictions"]
                     .as_array()

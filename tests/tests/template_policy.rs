@@ -605,3 +605,508 @@ fn the_batch_worker_and_state_machine_are_held_to_the_same_rules() {
     });
     assert_caught(&template, "uses substitutions");
 }
+
+// ---------------------------------------------------------------- API authorization
+//
+// Who may call the HTTP API is the `ApiAuth` parameter (IAM, JWT or NONE). SAM's `Auth`
+// property takes no conditions, so `ForecastApi` declares every route in its `DefinitionBody`
+// with a `security` chosen by `!If`; these checks evaluate the template's conditions for each
+// value of `ApiAuth`, as CloudFormation will, and for the parameters of `samconfig.toml`'s
+// environments.
+
+/// A tag's name without its `!`.
+fn tag_name(tagged: &serde_norway::value::TaggedValue) -> String {
+    tagged.tag.to_string().trim_start_matches('!').to_owned()
+}
+
+/// Whether `value` is `!Ref name`.
+fn is_ref(value: &Value, name: &str) -> bool {
+    matches!(value, Value::Tagged(tagged) if tag_name(tagged) == "Ref" && tagged.value.as_str() == Some(name))
+}
+
+/// The value of `!Ref parameter` under `parameters` (a list parameter as its items joined by
+/// commas), or a literal.
+fn scalar(value: &Value, parameters: &std::collections::BTreeMap<String, String>) -> String {
+    match value {
+        Value::Tagged(tagged) if tag_name(tagged) == "Ref" => {
+            let name = tagged.value.as_str().unwrap_or_default();
+            parameters.get(name).cloned().unwrap_or_default()
+        }
+        // `!Join [delimiter, !Ref ListParameter]` or `!Join [delimiter, [values]]`.
+        Value::Tagged(tagged) if tag_name(tagged) == "Join" => {
+            let args = list(&tagged.value);
+            let delimiter = args
+                .first()
+                .map(|d| scalar(d, parameters))
+                .unwrap_or_default();
+            match args.get(1) {
+                Some(Value::Sequence(items)) => items
+                    .iter()
+                    .map(|item| scalar(item, parameters))
+                    .collect::<Vec<_>>()
+                    .join(&delimiter),
+                Some(other) => scalar(other, parameters)
+                    .split(',')
+                    .collect::<Vec<_>>()
+                    .join(&delimiter),
+                None => String::new(),
+            }
+        }
+        other => text_of(other).unwrap_or_default(),
+    }
+}
+
+/// Whether the template's condition `name` holds under `parameters`.
+fn condition_holds(
+    template: &Value,
+    name: &str,
+    parameters: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    holds(template, &template["Conditions"][name], parameters)
+}
+
+/// Whether a condition function holds under `parameters` (`!Equals`, `!Not`, `!And`, `!Or`
+/// and `!Condition`, what the template's conditions and rules use); anything else is false.
+fn holds(
+    template: &Value,
+    value: &Value,
+    parameters: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let Value::Tagged(tagged) = value else {
+        return false;
+    };
+    let args = list(&tagged.value);
+    match tag_name(tagged).as_str() {
+        "Equals" => args.len() == 2 && scalar(args[0], parameters) == scalar(args[1], parameters),
+        "Not" => !args.first().is_some_and(|a| holds(template, a, parameters)),
+        "And" => args.iter().all(|a| holds(template, a, parameters)),
+        "Or" => args.iter().any(|a| holds(template, a, parameters)),
+        "Condition" => tagged
+            .value
+            .as_str()
+            .is_some_and(|n| condition_holds(template, n, parameters)),
+        _ => false,
+    }
+}
+
+/// `value` with every `!If` decided under `parameters`; `None` where it is `!Ref AWS::NoValue`.
+fn resolve(
+    template: &Value,
+    value: &Value,
+    parameters: &std::collections::BTreeMap<String, String>,
+) -> Option<Value> {
+    match value {
+        Value::Tagged(tagged) if tag_name(tagged) == "If" => {
+            let args = list(&tagged.value);
+            let condition = args.first().and_then(|c| c.as_str()).unwrap_or_default();
+            let chosen = if condition_holds(template, condition, parameters) {
+                args.get(1)
+            } else {
+                args.get(2)
+            };
+            chosen.and_then(|v| resolve(template, v, parameters))
+        }
+        Value::Tagged(tagged)
+            if tag_name(tagged) == "Ref" && tagged.value.as_str() == Some("AWS::NoValue") =>
+        {
+            None
+        }
+        Value::Mapping(mapping) => {
+            let mut resolved = Mapping::new();
+            for (key, item) in mapping {
+                if let Some(item) = resolve(template, item, parameters) {
+                    resolved.insert(key.clone(), item);
+                }
+            }
+            Some(Value::Mapping(resolved))
+        }
+        Value::Sequence(items) => Some(Value::Sequence(
+            items
+                .iter()
+                .filter_map(|item| resolve(template, item, parameters))
+                .collect(),
+        )),
+        other => Some(other.clone()),
+    }
+}
+
+/// The template's parameter defaults with `overrides` applied.
+fn parameters_with(
+    template: &Value,
+    overrides: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, String> {
+    let mut parameters: std::collections::BTreeMap<String, String> = template["Parameters"]
+        .as_mapping()
+        .map(|m| {
+            m.iter()
+                .map(|(name, declared)| {
+                    let default = match &declared["Default"] {
+                        Value::Number(n) => n.to_string(),
+                        other => text_of(other).unwrap_or_default(),
+                    };
+                    (name.as_str().unwrap_or_default().to_owned(), default)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (name, value) in overrides {
+        parameters.insert((*name).to_owned(), (*value).to_owned());
+    }
+    parameters
+}
+
+/// The `parameter_overrides` of `samconfig.toml`'s `[<env>.deploy.parameters]`, as pairs.
+fn samconfig_overrides(env: &str) -> Vec<(String, String)> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samconfig.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let section = format!("[{env}.deploy.parameters]");
+    let body = text
+        .split_once(section.as_str())
+        .map_or("", |(_, rest)| rest.split("\n[").next().unwrap_or_default());
+    body.lines()
+        .filter_map(|line| line.trim().strip_prefix("parameter_overrides"))
+        .filter_map(|rest| rest.trim().strip_prefix('='))
+        .flat_map(|value| {
+            value
+                .trim()
+                .trim_matches('"')
+                .split_whitespace()
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The security a route of `api` gets under `parameters`: the resolved `security` of its
+/// operation in the `DefinitionBody` (method `ANY` is `x-amazon-apigateway-any-method`), or
+/// `None` when the body does not declare the operation.
+fn route_security(
+    template: &Value,
+    api: &Value,
+    path: &str,
+    method: &str,
+    parameters: &std::collections::BTreeMap<String, String>,
+) -> Option<Value> {
+    let method = match method.to_ascii_lowercase().as_str() {
+        "any" => "x-amazon-apigateway-any-method".to_owned(),
+        other => other.to_owned(),
+    };
+    let operation = api["Properties"]["DefinitionBody"]["paths"][path].get(method.as_str())?;
+    Some(resolve(template, &operation["security"], parameters).unwrap_or(Value::Null))
+}
+
+/// Every violation of the authorization rules under `parameters`: each `HttpApi` event's
+/// route is declared by its API with the security scheme of `ApiAuth` (none open under IAM or
+/// JWT, none overriding it), the scheme exists, the orchestrator is told the same mode, and a
+/// deployment that requires auth allows no `*` CORS origin when `strict_cors`.
+fn auth_violations(
+    template: &Value,
+    parameters: &std::collections::BTreeMap<String, String>,
+    strict_cors: bool,
+) -> Vec<String> {
+    let mode = parameters.get("ApiAuth").cloned().unwrap_or_default();
+    let scheme = match mode.as_str() {
+        "IAM" => Some("AWS_IAM"),
+        "JWT" => Some("JwtAuthorizer"),
+        _ => None,
+    };
+    let mut violations = Vec::new();
+    let all = resources(template);
+    let mut routes = 0;
+    for (name, resource) in &all {
+        if resource["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let events = resource["Properties"]["Events"].as_mapping();
+        let http_events = events
+            .into_iter()
+            .flatten()
+            .filter(|(_, e)| e["Type"] == "HttpApi");
+        for (event, e) in http_events {
+            let (event, properties) = (event.as_str().unwrap_or_default(), &e["Properties"]);
+            routes += 1;
+            let path = properties["Path"].as_str().unwrap_or_default();
+            let method = properties["Method"].as_str().unwrap_or_default();
+            let route = format!("{name}.{event} ({method} {path})");
+            if !properties["Auth"].is_null() {
+                violations.push(format!("{route}: sets its own Auth instead of the API's"));
+            }
+            let Some(api_name) = reference(&properties["ApiId"]) else {
+                violations.push(format!(
+                    "{route}: on SAM's implicit API, which has no authorizer"
+                ));
+                continue;
+            };
+            let api = &template["Resources"][api_name.as_str()];
+            match route_security(template, api, path, method, parameters) {
+                None => violations.push(format!(
+                    "{route}: not declared in {api_name}'s DefinitionBody, so it has no authorizer"
+                )),
+                Some(security) => {
+                    let expected = scheme
+                        .map(|s| parse(&format!("[{{{s}: []}}]")))
+                        .unwrap_or(Value::Null);
+                    if security != expected {
+                        let state = if security.is_null() {
+                            "open".to_owned()
+                        } else {
+                            format!("secured by {security:?}")
+                        };
+                        violations.push(format!(
+                            "{route}: {state} under ApiAuth={mode}, expected {}",
+                            scheme.unwrap_or("no authorizer")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if routes == 0 {
+        violations.push("no HttpApi route in the template".to_owned());
+    }
+    for (name, api) in all
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::HttpApi")
+    {
+        let properties = &api["Properties"];
+        if !properties["Auth"].is_null() {
+            violations.push(format!(
+                "{name}: Auth cannot follow ApiAuth (SAM takes no conditions there)"
+            ));
+        }
+        let schemes = resolve(
+            template,
+            &properties["DefinitionBody"]["components"]["securitySchemes"],
+            parameters,
+        )
+        .unwrap_or(Value::Null);
+        if let Some(scheme) = scheme {
+            let declared = &schemes[scheme];
+            let fits = match scheme {
+                "AWS_IAM" => declared["x-amazon-apigateway-authtype"] == "awsSigv4",
+                _ => {
+                    let authorizer = &declared["x-amazon-apigateway-authorizer"];
+                    authorizer["type"] == "jwt"
+                        && is_ref(&authorizer["jwtConfiguration"]["issuer"], "JwtIssuer")
+                        && is_ref(&authorizer["jwtConfiguration"]["audience"], "JwtAudience")
+                }
+            };
+            if !fits {
+                violations.push(format!(
+                    "{name}: no {scheme} security scheme under ApiAuth={mode}"
+                ));
+            }
+        }
+        if strict_cors && scheme.is_some() {
+            let origins = resolve(
+                template,
+                &properties["CorsConfiguration"]["AllowOrigins"],
+                parameters,
+            )
+            .map(|v| scalar(&v, parameters))
+            .unwrap_or_default();
+            if origins
+                .split(',')
+                .any(|o| o.trim() == "*" || o.trim().is_empty())
+            {
+                violations.push(format!("{name}: CORS allows the origin {origins:?}"));
+            }
+        }
+    }
+    let told = &template["Resources"]["OrchestratorFunction"]["Properties"]["Environment"]["Variables"]
+        ["API_AUTH"];
+    if !is_ref(told, "ApiAuth") {
+        violations.push(format!(
+            "OrchestratorFunction: API_AUTH is {}, not the API's mode (!Ref ApiAuth)",
+            describe(told)
+        ));
+    }
+    violations
+}
+
+fn auth_modes(template: &Value) -> Vec<String> {
+    list(&template["Parameters"]["ApiAuth"]["AllowedValues"])
+        .into_iter()
+        .filter_map(text_of)
+        .collect()
+}
+
+#[test]
+fn every_route_carries_the_authorizer_of_each_api_auth_mode() {
+    let template = project_template();
+    let modes = auth_modes(&template);
+    assert_eq!(modes, ["IAM", "JWT", "NONE"]);
+    for mode in &modes {
+        let parameters = parameters_with(&template, &[("ApiAuth", mode)]);
+        assert_eq!(
+            auth_violations(&template, &parameters, false),
+            Vec::<String>::new(),
+            "ApiAuth={mode}"
+        );
+    }
+    // The conditions really decide: under IAM every route is IAM-signed, under NONE open.
+    let iam = parameters_with(&template, &[("ApiAuth", "IAM")]);
+    let none = parameters_with(&template, &[("ApiAuth", "NONE")]);
+    let api = &template["Resources"]["ForecastApi"];
+    assert_eq!(
+        route_security(&template, api, "/v1/api/health", "GET", &iam),
+        Some(parse("[{AWS_IAM: []}]"))
+    );
+    assert_eq!(
+        route_security(&template, api, "/v1/api/health", "GET", &none),
+        Some(Value::Null)
+    );
+}
+
+#[test]
+fn prod_requires_iam_and_names_its_cors_origins_and_dev_may_be_open() {
+    let template = project_template();
+    let declared = text_of(&template["Parameters"]["ApiAuth"]["Default"]);
+    assert_eq!(
+        declared.as_deref(),
+        Some("IAM"),
+        "a stack without overrides requires IAM"
+    );
+    let prod = samconfig_overrides("prod");
+    let prod: Vec<(&str, &str)> = prod.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert!(prod.contains(&("ApiAuth", "IAM")), "{prod:?}");
+    let parameters = parameters_with(&template, &prod);
+    assert_eq!(
+        auth_violations(&template, &parameters, true),
+        Vec::<String>::new()
+    );
+    let dev = samconfig_overrides("dev");
+    assert!(
+        dev.contains(&("ApiAuth".to_owned(), "NONE".to_owned())),
+        "{dev:?}"
+    );
+}
+
+#[test]
+fn an_open_route_a_missing_scheme_or_a_star_origin_in_prod_are_caught() {
+    let iam = |template: &Value| parameters_with(template, &[("ApiAuth", "IAM")]);
+    let jwt = |template: &Value| parameters_with(template, &[("ApiAuth", "JWT")]);
+    let caught = |template: &Value, parameters, needle: &str| {
+        let found = auth_violations(template, &parameters, true);
+        assert!(
+            found.iter().any(|v| v.contains(needle)),
+            "expected {needle:?} in {found:?}"
+        );
+    };
+
+    // A route losing its security: open under IAM and JWT.
+    let template = edited("ForecastApi", |r| {
+        r.get_mut("Properties").unwrap()["DefinitionBody"]["paths"]["/v1/api/predict"]["post"]
+            .as_mapping_mut()
+            .unwrap()
+            .remove("security");
+    });
+    caught(
+        &template,
+        iam(&template),
+        "(POST /v1/api/predict): open under ApiAuth=IAM",
+    );
+    caught(
+        &template,
+        jwt(&template),
+        "(POST /v1/api/predict): open under ApiAuth=JWT",
+    );
+    // A route secured by IAM whatever the mode.
+    let template = edited("ForecastApi", |r| {
+        r.get_mut("Properties").unwrap()["DefinitionBody"]["paths"]["/v1/api/health"]["get"]["security"] =
+            parse("[{AWS_IAM: []}]");
+    });
+    caught(
+        &template,
+        jwt(&template),
+        "(GET /v1/api/health): secured by",
+    );
+    // A new event the body does not declare: SAM would add it without an authorizer.
+    let mut template = project_template();
+    template["Resources"]["OrchestratorFunction"]["Properties"]["Events"]["Extra"] = parse(
+        "Type: HttpApi\nProperties:\n  ApiId: !Ref ForecastApi\n  Path: /v1/api/extra\n  Method: GET\n",
+    );
+    caught(
+        &template,
+        iam(&template),
+        "not declared in ForecastApi's DefinitionBody",
+    );
+    // An event on SAM's implicit API, or overriding the authorizer.
+    let mut template = project_template();
+    template["Resources"]["OrchestratorFunction"]["Properties"]["Events"]["Extra"] =
+        parse("Type: HttpApi\nProperties:\n  Path: /v1/api/extra\n  Method: GET\n");
+    caught(&template, iam(&template), "implicit API");
+    let mut template = project_template();
+    template["Resources"]["OrchestratorFunction"]["Properties"]["Events"]["Health"]["Properties"]
+        ["Auth"] = parse("Authorizer: NONE");
+    caught(&template, iam(&template), "sets its own Auth");
+    // The scheme itself missing, or a JWT authorizer not configured from the parameters.
+    let template = edited("ForecastApi", |r| {
+        r.get_mut("Properties").unwrap()["DefinitionBody"]["components"]["securitySchemes"]
+            .as_mapping_mut()
+            .unwrap()
+            .remove("AWS_IAM");
+    });
+    caught(&template, iam(&template), "no AWS_IAM security scheme");
+    let template = edited("ForecastApi", |r| {
+        r.get_mut("Properties").unwrap()["DefinitionBody"]["components"]["securitySchemes"]["JwtAuthorizer"] =
+            parse("type: oauth2");
+    });
+    caught(
+        &template,
+        jwt(&template),
+        "no JwtAuthorizer security scheme",
+    );
+    // The handler told another mode than the API's.
+    let template = edited("OrchestratorFunction", |r| {
+        r.get_mut("Properties").unwrap()["Environment"]["Variables"]["API_AUTH"] = parse("NONE");
+    });
+    caught(&template, iam(&template), "API_AUTH is NONE");
+    // A `*` (the template's default) or empty CORS origin where auth is required.
+    let template = project_template();
+    caught(
+        &template,
+        parameters_with(
+            &template,
+            &[
+                ("ApiAuth", "IAM"),
+                ("CorsAllowOrigins", "https://a.example,*"),
+            ],
+        ),
+        "CORS allows the origin",
+    );
+    caught(&template, iam(&template), "CORS allows the origin \"*\"");
+}
+
+#[test]
+fn jwt_mode_needs_an_issuer_and_an_audience() {
+    let template = project_template();
+    let rules = template["Rules"].as_mapping().unwrap();
+    // Whether CloudFormation's rules let a stack with these parameters be deployed.
+    let deployable = |overrides: &[(&str, &str)]| {
+        let parameters = parameters_with(&template, overrides);
+        rules.values().all(|rule| {
+            !holds(&template, &rule["RuleCondition"], &parameters)
+                || list(&rule["Assertions"])
+                    .iter()
+                    .all(|assertion| holds(&template, &assertion["Assert"], &parameters))
+        })
+    };
+    assert!(deployable(&[("ApiAuth", "IAM")]));
+    assert!(deployable(&[("ApiAuth", "NONE")]));
+    assert!(deployable(&[
+        ("ApiAuth", "JWT"),
+        ("JwtIssuer", "https://issuer.example.com"),
+        ("JwtAudience", "client-a,client-b"),
+    ]));
+    assert!(!deployable(&[("ApiAuth", "JWT")]));
+    assert!(!deployable(&[
+        ("ApiAuth", "JWT"),
+        ("JwtIssuer", "https://issuer.example.com")
+    ]));
+    assert!(!deployable(&[
+        ("ApiAuth", "JWT"),
+        ("JwtAudience", "client-a")
+    ]));
+}

@@ -15,6 +15,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
 
+use crate::auth::{self, ApiAuth};
 use crate::config::Limits;
 use crate::decode::{self, BodyError};
 use crate::error::{ApiError, error_builder, json_response};
@@ -128,6 +129,7 @@ pub struct Orchestrator<C> {
     limits: Limits,
     models: ModelCache,
     domain_recheck_after: Duration,
+    auth: ApiAuth,
 }
 
 impl<C: ModelClient> Orchestrator<C> {
@@ -138,7 +140,15 @@ impl<C: ModelClient> Orchestrator<C> {
             limits,
             models: ModelCache::default(),
             domain_recheck_after: DOMAIN_RECHECK_AFTER,
+            auth: ApiAuth::None,
         }
+    }
+
+    /// Requires the callers `auth` admits (default [`ApiAuth::None`]); see [`auth`].
+    #[must_use]
+    pub fn with_auth(mut self, auth: ApiAuth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Re-reads a manifest older than `after` before answering a request outside its training
@@ -158,12 +168,15 @@ impl<C: ModelClient> Orchestrator<C> {
         let path = route_path(&request);
         let route = Route::find(&path);
         let mut trace = Trace::default();
-        let result = match route {
-            None => Err(ApiError::NotFound),
-            Some(route) if route.method() != method => {
+        // Before anything else: a refused request is not routed, parsed or sent to the model.
+        let caller = auth::caller(&request);
+        let result = match (route, auth::authorize(self.auth, &caller)) {
+            (_, Err(refusal)) => Ok(refusal.into_response()),
+            (None, _) => Err(ApiError::NotFound),
+            (Some(route), _) if route.method() != method => {
                 Err(ApiError::MethodNotAllowed(route.allow()))
             }
-            Some(route) => self.dispatch(route, &request, &mut trace).await,
+            (Some(route), _) => self.dispatch(route, &request, &mut trace).await,
         };
         let mut response = result.unwrap_or_else(ApiError::into_response);
 
@@ -189,6 +202,7 @@ impl<C: ModelClient> Orchestrator<C> {
         };
         tracing::info!(
             request_id = %request_id,
+            caller = %caller,
             method = %method,
             route = record.route,
             path = %path,
@@ -216,7 +230,7 @@ impl<C: ModelClient> Orchestrator<C> {
             Route::Batch => self.predict_batch(request, trace).await,
             Route::Forecast => self.forecast(request, trace).await,
             Route::Health => Ok(self.health(trace).await),
-            Route::OpenApi => Ok(openapi()),
+            Route::OpenApi => Ok(openapi(self.auth)),
         }
     }
 
@@ -590,10 +604,11 @@ fn check_domain(
     }
 }
 
-/// The OpenAPI document, serialised once per process.
-fn openapi() -> Response<Body> {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let text = DOCUMENT.get_or_init(|| openapi_document().to_string());
+/// The OpenAPI document with the security scheme of `mode`, serialised once per process.
+fn openapi(mode: ApiAuth) -> Response<Body> {
+    static DOCUMENTS: [OnceLock<String>; 3] = [const { OnceLock::new() }; 3];
+    let text = DOCUMENTS[mode.index()]
+        .get_or_init(|| auth::document(openapi_document(), mode).to_string());
     let mut response = Response::new(Body::from(text.as_str()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -11,6 +11,8 @@ pub struct OrchestratorConfig {
     pub model_timeout: Duration,
     /// Request-size and batching limits.
     pub limits: Limits,
+    /// Who may call the API (`API_AUTH`: `IAM`, `JWT` or `NONE`, the default).
+    pub auth: crate::auth::ApiAuth,
 }
 
 /// How much one request may carry and how batches are split for the model.
@@ -102,6 +104,7 @@ impl OrchestratorConfig {
             model_function_name,
             model_timeout: Duration::from_millis(timeout_ms),
             limits,
+            auth: crate::auth::ApiAuth::from_lookup(&lookup)?,
         })
     }
 }

@@ -14,11 +14,14 @@
 //! body, 413 body too large, 422 invalid fields (FastAPI-style list), 404/405 unknown route or
 //! method, 502 model error, 503 model unavailable (with `Retry-After`), 504 model timeout.
 //! Every response carries `x-request-id` and `x-model-version`; every request logs one
-//! structured line and one CloudWatch EMF record ([`observe`]).
+//! structured line and one CloudWatch EMF record ([`observe`]). Callers are admitted as the
+//! API's authorization mode (`API_AUTH`: IAM, JWT or NONE) says, checked again here before any
+//! work ([`auth`]).
 //!
 //! Run it locally with `make dev`; test it with `cargo test -p orchestrator`.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod decode;
 pub mod error;

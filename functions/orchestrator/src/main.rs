@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = OrchestratorConfig::from_env()?;
     let client = LambdaModelClient::from_env(&config).await;
-    let app = Arc::new(Orchestrator::new(client, config.limits));
+    let app = Arc::new(Orchestrator::new(client, config.limits).with_auth(config.auth));
     lambda_http::run(service_fn(move |request: Request| {
         let app = Arc::clone(&app);
         async move { Ok::<_, Error>(app.handle(request).await) }

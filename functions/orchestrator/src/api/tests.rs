@@ -941,4 +941,5 @@ async fn real_api_gateway_v2_events_are_routed() {
     assert_eq!(reply.body["forecast"][6]["date"], "2018-01-07");
 }
 
+mod auth;
 mod rollout;
