@@ -53,7 +53,9 @@ fn csv(names: &[String], x: &[f64], labels: Option<&[f32]>) -> String {
 /// was called, and differs).
 fn trees(model_text: &str) -> &str {
     let start = model_text.find("Tree=0").expect("a model with trees");
-    let end = model_text.find("end of trees").expect("the end of the trees");
+    let end = model_text
+        .find("end of trees")
+        .expect("the end of the trees");
     &model_text[start..end]
 }
 
