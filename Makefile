@@ -77,7 +77,7 @@ test-faults: deps ## cold-start and serving faults through the local stack, each
 	cargo build --workspace --bins --locked
 	cargo test -p e2e --locked --test faults -- --nocapture
 
-test-load: deps ## 10,000 requests at 16 clients through the local stack: errors, p99, RSS
+test-load: deps ## 10,000 requests at 16 clients via the local stack: answers, RSS per request
 	cargo build --workspace --bins --locked
 	cargo test -p e2e --locked --test load -- --nocapture
 

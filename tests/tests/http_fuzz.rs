@@ -10,6 +10,7 @@
 // Integration-test helpers panic on purpose: a failed setup step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -41,15 +42,211 @@ fn decode(content: &Value) -> Vec<u8> {
     }
 }
 
-/// A failed check is accepted only when the emulator, not the service, answered: `cargo lambda
-/// watch` rejects a JSON-typed body that is not UTF-8 with its own 500 before the function
-/// runs (API Gateway would base64-encode it; the handler answers 400 to any bytes, see the
-/// orchestrator's decode properties). Such answers lack the headers every response of ours has.
+/// The values of header `name` (any case) in a recorded request or response.
+fn header<'a>(message: &'a Value, name: &str) -> Vec<&'a str> {
+    message["headers"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+        .flat_map(|(_, values)| match values {
+            Value::Array(values) => values.iter().filter_map(Value::as_str).collect::<Vec<_>>(),
+            other => other.as_str().into_iter().collect(),
+        })
+        .collect()
+}
+
+/// Every response of the service carries `x-request-id`; the emulator's own answers do not.
+fn answered_by_the_service(interaction: &Value) -> bool {
+    !header(&interaction["response"], "x-request-id").is_empty()
+}
+
+/// A failed check is accepted only when the emulator, not the service, answered, in the one
+/// documented case: `cargo lambda watch` rejects a body announced as JSON that is not UTF-8
+/// with its own 500 before the function runs (API Gateway would base64-encode it; the handler
+/// answers 400 to any bytes, see the orchestrator's decode properties). So: a 500 without the
+/// service's headers, to a request whose content type is JSON and whose body is not UTF-8.
 fn is_emulator_rejection(interaction: &Value) -> bool {
-    let response = &interaction["response"];
-    let ours = response["headers"].get("x-request-id").is_some();
-    let body = decode(&interaction["request"]["body"]);
-    response["status_code"] == 500 && !ours && std::str::from_utf8(&body).is_err()
+    let request = &interaction["request"];
+    let json_typed = header(request, "content-type").iter().any(|value| {
+        value
+            .split(';')
+            .next()
+            .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+    });
+    let body = decode(&request["body"]);
+    interaction["response"]["status_code"] == 500
+        && !answered_by_the_service(interaction)
+        && json_typed
+        && !body.is_empty()
+        && std::str::from_utf8(&body).is_err()
+}
+
+/// Every operation of the OpenAPI document, as schemathesis labels them (`POST /v1/api/predict`).
+fn documented_operations(document: &str) -> BTreeSet<String> {
+    let document: Value = serde_json::from_str(document).unwrap();
+    let mut operations = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ] {
+            if item.get(method).is_some() {
+                operations.insert(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    assert!(!operations.is_empty(), "the document has no operations");
+    operations
+}
+
+/// The failed checks a 500 from the emulator, without any of the service's headers or its
+/// body, can cause; a failure of any other check is the service's.
+const CHECKS_AN_EMULATOR_500_FAILS: [&str; 5] = [
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+];
+
+/// Events a clean run consists of; any other kind (`NonFatalError` for a timeout, a refused
+/// connection or an operation schemathesis could not generate for, `FatalError`,
+/// `Interrupted`, ...) fails the test by name.
+const EXPECTED_EVENTS: [&str; 12] = [
+    "Initialize",
+    "LoadingStarted",
+    "LoadingFinished",
+    "EngineStarted",
+    "PhaseStarted",
+    "PhaseFinished",
+    "SuiteStarted",
+    "SuiteFinished",
+    "ScenarioStarted",
+    "ScenarioFinished",
+    "SchemaAnalysisWarnings",
+    "EngineFinished",
+];
+
+/// What the ndjson report holds, counted by kind.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Events by kind.
+    events: BTreeMap<String, usize>,
+    /// Finished scenarios by (phase, status).
+    scenarios: BTreeMap<(String, String), usize>,
+    /// Operations with at least one generated request (coverage or fuzzing phase) that the
+    /// service answered.
+    answered_operations: BTreeSet<String>,
+    /// (selected, total) operations, as schemathesis loaded the document.
+    loaded_operations: Option<(u64, u64)>,
+    checks: usize,
+    emulator_rejections: usize,
+    error_bodies: usize,
+    /// Everything that fails the test, said plainly.
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn count(&mut self, event: &Value) {
+        let Some((kind, body)) = event.as_object().and_then(|o| o.iter().next()) else {
+            self.failures.push(format!("unreadable event: {event}"));
+            return;
+        };
+        *self.events.entry(kind.clone()).or_default() += 1;
+        if !EXPECTED_EVENTS.contains(&kind.as_str()) {
+            self.failures.push(format!("{kind}: {body}"));
+            return;
+        }
+        match kind.as_str() {
+            "ScenarioFinished" => self.scenario(body),
+            "LoadingFinished" => {
+                let operations = &body["statistic"]["operations"];
+                self.loaded_operations = operations["selected"]
+                    .as_u64()
+                    .zip(operations["total"].as_u64());
+            }
+            // A phase that is on ends in success or failure (failures are counted by check);
+            // only a phase that is off (stateful: the document has no links) is skipped.
+            "PhaseFinished" | "SuiteFinished" => {
+                let status = body["status"].as_str().unwrap_or_default();
+                let enabled = body["phase"]["is_enabled"].as_bool().unwrap_or(true);
+                let fine =
+                    matches!(status, "success" | "failure") || (status == "skip" && !enabled);
+                if !fine {
+                    self.failures.push(format!("{kind} {status}: {body}"));
+                }
+            }
+            "EngineFinished" if body["stop_reason"] != "completed" => {
+                self.failures.push(format!("the run stopped early: {body}"));
+            }
+            _ => {}
+        }
+    }
+
+    fn scenario(&mut self, scenario: &Value) {
+        let phase = scenario["phase"].as_str().unwrap_or_default().to_owned();
+        let status = scenario["status"].as_str().unwrap_or_default().to_owned();
+        let recorder = &scenario["recorder"];
+        let label = recorder["label"].as_str().unwrap_or_default().to_owned();
+        *self
+            .scenarios
+            .entry((phase.clone(), status.clone()))
+            .or_default() += 1;
+        // The examples phase skips an operation the document gives no example for; a skip
+        // anywhere else is an operation schemathesis did not test.
+        let fine = matches!(status.as_str(), "success" | "failure")
+            || (status == "skip"
+                && phase == "examples"
+                && scenario["skip_reason"] == "No examples in schema");
+        if !fine {
+            self.failures.push(format!(
+                "{label}: a scenario of the {phase} phase ended {status}: {scenario}"
+            ));
+        }
+        // No error body shows internals the request did not itself contain.
+        for (_, interaction) in recorder["interactions"].as_object().into_iter().flatten() {
+            let Some(status) = interaction["response"]["status_code"].as_u64() else {
+                continue;
+            };
+            if matches!(phase.as_str(), "coverage" | "fuzzing")
+                && answered_by_the_service(interaction)
+            {
+                self.answered_operations.insert(label.clone());
+            }
+            if status < 400 || is_emulator_rejection(interaction) {
+                continue;
+            }
+            self.error_bodies += 1;
+            let body =
+                String::from_utf8_lossy(&decode(&interaction["response"]["content"])).into_owned();
+            let request = format!(
+                "{} {}",
+                interaction["request"]["uri"],
+                String::from_utf8_lossy(&decode(&interaction["request"]["body"]))
+            );
+            let found = leaks(&body, &request);
+            if !found.is_empty() {
+                self.failures.push(format!("leaked {found:?}: {body}"));
+            }
+        }
+        for (case, results) in recorder["checks"].as_object().into_iter().flatten() {
+            for result in results.as_array().into_iter().flatten() {
+                self.checks += 1;
+                if result["status"] != "failure" {
+                    continue;
+                }
+                let interaction = &recorder["interactions"][case];
+                let name = result["name"].as_str().unwrap_or_default();
+                if CHECKS_AN_EMULATOR_500_FAILS.contains(&name)
+                    && is_emulator_rejection(interaction)
+                {
+                    self.emulator_rejections += 1;
+                } else {
+                    self.failures.push(format!("{name}: {interaction}"));
+                }
+            }
+        }
+    }
 }
 
 /// The OpenAPI document as the service serves it. Schemathesis reads it from a file, not from
@@ -138,66 +335,52 @@ async fn the_served_openapi_document_holds_under_schema_driven_fuzzing() {
     let elapsed = started.elapsed();
     let stdout = String::from_utf8_lossy(&output.stdout);
 
-    // THEN every failed check is the emulator's own rejection of a non-UTF-8 body
-    let mut checks = 0usize;
-    let mut emulator_rejections = 0usize;
-    let mut error_bodies = 0usize;
-    let mut failures = Vec::new();
+    // THEN the run reported nothing but checks: every event is of a kind counted below, no
+    // scenario errored, was interrupted or skipped in the fuzzing phases, every documented
+    // operation was generated and answered, and every failed check is the emulator's own
+    // rejection of a non-UTF-8 JSON body
+    let documented = documented_operations(&std::fs::read_to_string(&document).unwrap());
+    let mut tally = Tally::default();
     for report in std::fs::read_dir(&reports).unwrap().flatten() {
         for line in std::fs::read_to_string(report.path()).unwrap().lines() {
-            let event: Value = serde_json::from_str(line).unwrap();
-            let Some(recorder) = event["ScenarioFinished"].get("recorder") else {
-                continue;
-            };
-            // No error body shows internals the request did not itself contain.
-            for interaction in recorder["interactions"].as_object().into_iter().flatten() {
-                let interaction = interaction.1;
-                if interaction["response"]["status_code"].as_u64().unwrap_or(0) < 400
-                    || is_emulator_rejection(interaction)
-                {
-                    continue;
-                }
-                error_bodies += 1;
-                let body = String::from_utf8_lossy(&decode(&interaction["response"]["content"]))
-                    .into_owned();
-                let request = format!(
-                    "{} {}",
-                    interaction["request"]["uri"],
-                    String::from_utf8_lossy(&decode(&interaction["request"]["body"]))
-                );
-                let found = leaks(&body, &request);
-                if !found.is_empty() {
-                    failures.push(format!("leaked {found:?}: {body}"));
-                }
-            }
-            let Some(cases) = recorder["checks"].as_object() else {
-                continue;
-            };
-            for (case, results) in cases {
-                for result in results.as_array().into_iter().flatten() {
-                    checks += 1;
-                    if result["status"] != "failure" {
-                        continue;
-                    }
-                    let interaction = &recorder["interactions"][case];
-                    if is_emulator_rejection(interaction) {
-                        emulator_rejections += 1;
-                    } else {
-                        failures.push(format!("{}: {interaction}", result["name"]));
-                    }
-                }
-            }
+            tally.count(&serde_json::from_str(line).unwrap());
         }
     }
-    assert!(checks > 0, "schemathesis ran no checks:\n{stdout}");
-    assert!(error_bodies > 0, "no error body was checked for leaks");
-    assert!(failures.is_empty(), "{failures:#?}\n{stdout}");
+    eprintln!("schemathesis events: {:?}", tally.events);
+    eprintln!(
+        "schemathesis scenarios by phase and status: {:?}",
+        tally.scenarios
+    );
+    assert!(tally.checks > 0, "schemathesis ran no checks:\n{stdout}");
+    assert!(
+        tally.error_bodies > 0,
+        "no error body was checked for leaks"
+    );
+    assert!(tally.failures.is_empty(), "{:#?}\n{stdout}", tally.failures);
+    assert_eq!(
+        tally.loaded_operations,
+        Some((documented.len() as u64, documented.len() as u64)),
+        "schemathesis did not select every operation of the document"
+    );
+    let untested: Vec<&String> = documented
+        .iter()
+        .filter(|op| !tally.answered_operations.contains(*op))
+        .collect();
+    assert!(
+        untested.is_empty(),
+        "operations never generated and answered: {untested:?} (documented: {documented:?})\n{stdout}"
+    );
+    // A non-zero exit status is accepted only when the failed checks explain it, and they
+    // are all the emulator's (any other failure is asserted above).
     if !output.status.success() {
         assert!(
-            emulator_rejections > 0,
-            "schemathesis failed without a recorded failure:\n{stdout}"
+            tally.emulator_rejections > 0,
+            "schemathesis exited with {} without a recorded failure:\n{stdout}",
+            output.status
         );
     }
+    let (checks, error_bodies, emulator_rejections) =
+        (tally.checks, tally.error_bodies, tally.emulator_rejections);
 
     // AND the handler answered at least the expected number of requests, none with a 5xx
     let log = std::fs::read_to_string(&watch.log).unwrap();

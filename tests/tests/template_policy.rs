@@ -124,8 +124,7 @@ fn check_statement(
         return;
     }
     let mut invokes = false;
-    for action in list(&statement["Action"]) {
-        let action = text_of(action).unwrap_or_default();
+    for action in values_of(owner, &statement["Action"], violations) {
         if action == "*" || action.ends_with(":*") {
             violations.push(format!("{owner}: action {action:?} is a wildcard"));
         }
@@ -135,7 +134,9 @@ fn check_statement(
     // Invoking a function unqualified runs $LATEST, which no deployment shifts or rolls back.
     for resource in resources.iter().filter(|_| invokes) {
         let text = describe(resource);
-        if !is_alias_of_a_function(&text, aliases, true) {
+        let every_value_an_alias = resolve(resource)
+            .is_ok_and(|all| all.iter().all(|t| is_alias_of_a_function(t, aliases, true)));
+        if !every_value_an_alias {
             violations.push(format!(
                 "{owner}: may invoke {text}, not only a function's AutoPublishAlias"
             ));
@@ -144,13 +145,13 @@ fn check_statement(
     if resources.is_empty() {
         violations.push(format!("{owner}: statement without a resource"));
     }
-    for resource in resources {
-        let text = text_of(resource);
-        if text.as_deref() == Some("*") {
+    for text in values_of(owner, &statement["Resource"], violations) {
+        if text == "*" {
             violations.push(format!("{owner}: resource is a bare \"*\""));
         }
-        if let Some(arn) = text.filter(|t| t.contains(":s3:::")) {
-            check_s3_resource(owner, statement, &arn, violations);
+        check_attribute_resource(owner, &text, aliases, violations);
+        if text.contains(":s3:::") {
+            check_s3_resource(owner, statement, &text, violations);
         }
     }
 }
@@ -175,6 +176,185 @@ fn check_s3_resource(owner: &str, statement: &Value, arn: &str, violations: &mut
             if !(list_only && prefixed) {
                 violations.push(format!(
                     "{owner}: bucket-wide S3 access {arn:?} is not a ListBucket limited by s3:prefix"
+                ));
+            }
+        }
+    }
+}
+
+/// Every text an IAM value can take once CloudFormation has resolved it, with references kept
+/// as `${Name}` / `${Name.Attribute}` (as `!Sub` writes them): plain text; `!Sub` with its
+/// variables substituted; `!Join` of every combination of its parts; both branches of `!If`
+/// (`AWS::NoValue` is no value); `!Ref` and `!GetAtt`. Anything else (`!Select`,
+/// `!FindInMap`, `!ImportValue`, ...) cannot be checked here, and is refused rather than skipped.
+fn resolve(value: &Value) -> Result<Vec<String>, String> {
+    let (tag, inner) = match value {
+        Value::String(s) => return Ok(vec![s.clone()]),
+        Value::Number(n) => return Ok(vec![n.to_string()]),
+        Value::Bool(b) => return Ok(vec![b.to_string()]),
+        Value::Tagged(tagged) => (
+            tagged.tag.to_string().trim_start_matches('!').to_owned(),
+            &tagged.value,
+        ),
+        // The long form, `{"Fn::Join": [...]}` or `{"Ref": "X"}`.
+        Value::Mapping(m) if m.len() == 1 => match m.iter().next() {
+            Some((Value::String(key), inner)) if key == "Ref" || key.starts_with("Fn::") => {
+                (key.trim_start_matches("Fn::").to_owned(), inner)
+            }
+            _ => return Err(format!("{value:?}")),
+        },
+        other => return Err(format!("{other:?}")),
+    };
+    let parts = |value: &Value| -> Result<Vec<Value>, String> {
+        value
+            .as_sequence()
+            .cloned()
+            .ok_or_else(|| format!("!{tag} {value:?}"))
+    };
+    match tag.as_str() {
+        "Ref" if inner.as_str() == Some("AWS::NoValue") => Ok(Vec::new()),
+        "Ref" => inner
+            .as_str()
+            .map(|name| vec![format!("${{{name}}}")])
+            .ok_or_else(|| format!("!Ref {inner:?}")),
+        "GetAtt" => match inner {
+            Value::String(target) => Ok(vec![format!("${{{target}}}")]),
+            Value::Sequence(path) => {
+                let path: Vec<&str> = path.iter().filter_map(Value::as_str).collect();
+                Ok(vec![format!("${{{}}}", path.join("."))])
+            }
+            other => Err(format!("!GetAtt {other:?}")),
+        },
+        "Sub" => {
+            let (text, variables) = match inner {
+                Value::String(text) => (text.clone(), Mapping::new()),
+                Value::Sequence(pair) => match pair.as_slice() {
+                    [Value::String(text), Value::Mapping(variables)] => {
+                        (text.clone(), variables.clone())
+                    }
+                    _ => return Err(format!("!Sub {inner:?}")),
+                },
+                other => return Err(format!("!Sub {other:?}")),
+            };
+            let mut texts = vec![text];
+            for (name, value) in &variables {
+                let name = name.as_str().ok_or_else(|| format!("!Sub {inner:?}"))?;
+                let placeholder = format!("${{{name}}}");
+                let values = resolve(value)?;
+                texts = texts
+                    .iter()
+                    .flat_map(|t| values.iter().map(|v| t.replace(&placeholder, v)))
+                    .collect();
+            }
+            Ok(texts)
+        }
+        "Join" => {
+            let pair = parts(inner)?;
+            let [delimiter, items] = pair.as_slice() else {
+                return Err(format!("!Join {inner:?}"));
+            };
+            let delimiter = delimiter
+                .as_str()
+                .ok_or_else(|| format!("!Join {inner:?}"))?;
+            let mut texts = vec![String::new()];
+            for (i, item) in parts(items)?.iter().enumerate() {
+                let values = resolve(item)?;
+                texts = texts
+                    .iter()
+                    .flat_map(|t| {
+                        values.iter().map(move |v| {
+                            if i == 0 {
+                                v.clone()
+                            } else {
+                                format!("{t}{delimiter}{v}")
+                            }
+                        })
+                    })
+                    .collect();
+            }
+            Ok(texts)
+        }
+        "If" => {
+            let branches = parts(inner)?;
+            let [_, when_true, when_false] = branches.as_slice() else {
+                return Err(format!("!If {inner:?}"));
+            };
+            let mut texts = resolve(when_true)?;
+            texts.extend(resolve(when_false)?);
+            Ok(texts)
+        }
+        _ => Err(format!("!{tag} {inner:?}")),
+    }
+}
+
+/// The resolved texts of an `Action` or `Resource` (one value or a list); a value that cannot
+/// be resolved is a violation, so no statement is passed unread.
+fn values_of(owner: &str, value: &Value, violations: &mut Vec<String>) -> Vec<String> {
+    let mut texts = Vec::new();
+    for item in list(value) {
+        match resolve(item) {
+            Ok(values) => texts.extend(values),
+            Err(unresolved) => violations.push(format!(
+                "{owner}: cannot check {unresolved}; write it as text, !Sub, !Ref, !GetAtt, !Join or !If"
+            )),
+        }
+    }
+    texts
+}
+
+/// A resource written as another resource's ARN (`!GetAtt X.Arn`, `${X.Arn}`) has a scope
+/// this check cannot see (a whole bucket, a whole table); only a function's alias, which the
+/// invoke rule checks, may be named that way.
+fn check_attribute_resource(
+    owner: &str,
+    text: &str,
+    aliases: &[(String, String)],
+    violations: &mut Vec<String>,
+) {
+    let attribute = text
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .find(|name| name.contains('.'));
+    if let Some(attribute) = attribute
+        && !is_alias_of_a_function(text, aliases, true)
+    {
+        violations.push(format!(
+            "{owner}: resource {text} is the {attribute} of a resource, whose scope cannot be checked; write the ARN out"
+        ));
+    }
+}
+
+/// Permissions come only from inline statements on the function or state machine itself: a
+/// managed policy (`ManagedPolicyArns`, an `AWS::IAM::ManagedPolicy`) grants what this check
+/// never reads, and a function's `Role:` replaces its checked `Policies` unless the role is
+/// one of the template's own, whose inline policies are checked.
+fn check_roles_and_managed_policies(all: &[(String, &Value)], violations: &mut Vec<String>) {
+    let template_roles: Vec<&String> = all
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::IAM::Role")
+        .map(|(name, _)| name)
+        .collect();
+    for (name, resource) in all {
+        let properties = &resource["Properties"];
+        let managed = list(&properties["ManagedPolicyArns"]);
+        if !managed.is_empty() {
+            let arns: Vec<String> = managed.iter().map(|m| describe(m)).collect();
+            violations.push(format!(
+                "{name}: managed policies {arns:?} are not inline statements"
+            ));
+        }
+        let kind = resource["Type"].as_str().unwrap_or_default();
+        if kind == "AWS::IAM::ManagedPolicy" {
+            violations.push(format!("{name}: a managed policy, not an inline statement"));
+        }
+        let is_function = kind == "AWS::Serverless::Function" || kind == "AWS::Lambda::Function";
+        if is_function && !properties["Role"].is_null() {
+            let role = reference(&properties["Role"]);
+            if !role.as_ref().is_some_and(|r| template_roles.contains(&r)) {
+                violations.push(format!(
+                    "{name}: runs as role {}, not one of the template's roles",
+                    describe(&properties["Role"])
                 ));
             }
         }
@@ -289,6 +469,7 @@ fn violations(template: &Value) -> Vec<String> {
             _ => {}
         }
     }
+    check_roles_and_managed_policies(&all, &mut violations);
     violations
 }
 
@@ -690,7 +871,7 @@ fn holds(
 }
 
 /// `value` with every `!If` decided under `parameters`; `None` where it is `!Ref AWS::NoValue`.
-fn resolve(
+fn resolve_for_parameters(
     template: &Value,
     value: &Value,
     parameters: &std::collections::BTreeMap<String, String>,
@@ -704,7 +885,7 @@ fn resolve(
             } else {
                 args.get(2)
             };
-            chosen.and_then(|v| resolve(template, v, parameters))
+            chosen.and_then(|v| resolve_for_parameters(template, v, parameters))
         }
         Value::Tagged(tagged)
             if tag_name(tagged) == "Ref" && tagged.value.as_str() == Some("AWS::NoValue") =>
@@ -714,7 +895,7 @@ fn resolve(
         Value::Mapping(mapping) => {
             let mut resolved = Mapping::new();
             for (key, item) in mapping {
-                if let Some(item) = resolve(template, item, parameters) {
+                if let Some(item) = resolve_for_parameters(template, item, parameters) {
                     resolved.insert(key.clone(), item);
                 }
             }
@@ -723,7 +904,7 @@ fn resolve(
         Value::Sequence(items) => Some(Value::Sequence(
             items
                 .iter()
-                .filter_map(|item| resolve(template, item, parameters))
+                .filter_map(|item| resolve_for_parameters(template, item, parameters))
                 .collect(),
         )),
         other => Some(other.clone()),
@@ -793,7 +974,9 @@ fn route_security(
         other => other.to_owned(),
     };
     let operation = api["Properties"]["DefinitionBody"]["paths"][path].get(method.as_str())?;
-    Some(resolve(template, &operation["security"], parameters).unwrap_or(Value::Null))
+    Some(
+        resolve_for_parameters(template, &operation["security"], parameters).unwrap_or(Value::Null),
+    )
 }
 
 /// Every violation of the authorization rules under `parameters`: each `HttpApi` event's
@@ -875,7 +1058,7 @@ fn auth_violations(
                 "{name}: Auth cannot follow ApiAuth (SAM takes no conditions there)"
             ));
         }
-        let schemes = resolve(
+        let schemes = resolve_for_parameters(
             template,
             &properties["DefinitionBody"]["components"]["securitySchemes"],
             parameters,
@@ -899,7 +1082,7 @@ fn auth_violations(
             }
         }
         if strict_cors && scheme.is_some() {
-            let origins = resolve(
+            let origins = resolve_for_parameters(
                 template,
                 &properties["CorsConfiguration"]["AllowOrigins"],
                 parameters,
@@ -1109,4 +1292,173 @@ fn jwt_mode_needs_an_issuer_and_an_audience() {
         ("ApiAuth", "JWT"),
         ("JwtAudience", "client-a")
     ]));
+}
+
+#[test]
+fn a_statement_without_a_resource_and_a_log_group_without_retention_are_caught() {
+    let template = edited("ModelFunction", |r| {
+        r.get_mut("Properties").unwrap()["Policies"] =
+            parse("- Statement:\n    - Effect: Allow\n      Action: s3:GetObject\n");
+    });
+    assert_caught(&template, "ModelFunction: statement without a resource");
+
+    // The function still names its log group, but the group keeps logs forever.
+    let template = edited("ModelLogGroup", |r| {
+        r.get_mut("Properties")
+            .unwrap()
+            .as_mapping_mut()
+            .unwrap()
+            .remove("RetentionInDays");
+    });
+    assert_caught(
+        &template,
+        "ModelFunction: no explicit log group with a retention",
+    );
+}
+
+#[test]
+fn iam_roles_and_policies_of_the_template_are_held_to_the_same_rules() {
+    let with_resource = |name: &str, yaml: &str| {
+        let mut template = project_template();
+        template["Resources"]
+            .as_mapping_mut()
+            .unwrap()
+            .insert(Value::String(name.to_owned()), parse(yaml));
+        template
+    };
+    for (kind, document) in [
+        (
+            "AWS::IAM::Role",
+            "Policies:\n    - PolicyName: p\n      PolicyDocument:",
+        ),
+        ("AWS::IAM::Policy", "PolicyName: p\n  PolicyDocument:"),
+        ("AWS::IAM::ManagedPolicy", "PolicyDocument:"),
+    ] {
+        let indent = if kind == "AWS::IAM::Role" {
+            "          "
+        } else {
+            "      "
+        };
+        for (action, resource, needle) in [
+            ("'s3:*'", "arn:aws:s3:::b/models/x/*", "is a wildcard"),
+            ("s3:GetObject", "'*'", "bare \"*\""),
+            (
+                "s3:GetObject",
+                "arn:aws:s3:::b/*",
+                "not limited to a model prefix",
+            ),
+        ] {
+            let yaml = format!(
+                "Type: {kind}\nProperties:\n  {document}\n{indent}Statement:\n{indent}  - Effect: Allow\n{indent}    Action: {action}\n{indent}    Resource: {resource}\n"
+            );
+            assert_caught(&with_resource("Extra", &yaml), "Extra: ");
+            assert_caught(&with_resource("Extra", &yaml), needle);
+        }
+    }
+}
+
+#[test]
+fn managed_policies_and_roles_from_outside_the_template_are_caught() {
+    // A role of the template whose inline policy passes, but with a managed policy attached.
+    let mut template = project_template();
+    template["Resources"].as_mapping_mut().unwrap().insert(
+        Value::String("ExtraRole".to_owned()),
+        parse(
+            "Type: AWS::IAM::Role\nProperties:\n  ManagedPolicyArns:\n    - arn:aws:iam::aws:policy/AdministratorAccess\n",
+        ),
+    );
+    assert_caught(&template, "ExtraRole: managed policies");
+    let template = edited("ModelFunction", |r| {
+        r.get_mut("Properties").unwrap()["Role"] = parse("arn:aws:iam::123456789012:role/anything");
+    });
+    assert_caught(
+        &template,
+        "ModelFunction: runs as role arn:aws:iam::123456789012:role/anything",
+    );
+    let template = edited("BatchFunction", |r| {
+        r.get_mut("Properties").unwrap()["Role"] = parse("!GetAtt SomeoneElsesRole.Arn");
+    });
+    assert_caught(
+        &template,
+        "BatchFunction: runs as role !GetAtt SomeoneElsesRole.Arn",
+    );
+    let mut template = project_template();
+    template["Resources"].as_mapping_mut().unwrap().insert(
+        Value::String("ExtraPolicy".to_owned()),
+        parse("Type: AWS::IAM::ManagedPolicy\nProperties:\n  PolicyDocument:\n    Statement: []\n"),
+    );
+    assert_caught(&template, "ExtraPolicy: a managed policy");
+}
+
+#[test]
+fn join_if_and_getatt_values_are_resolved_or_refused_never_skipped() {
+    let statement = |action: &str, resource: &str| {
+        parse(&format!(
+            "- Statement:\n    - Effect: Allow\n      Action: {action}\n      Resource: {resource}\n"
+        ))
+    };
+    for (action, resource, needle) in [
+        // A wildcard action or resource in one branch of an !If.
+        (
+            "!If [C, 's3:*', s3:GetObject]",
+            "arn:aws:s3:::b/models/x/*",
+            "action \"s3:*\" is a wildcard",
+        ),
+        (
+            "s3:GetObject",
+            "!If [C, arn:aws:s3:::b/models/x/*, '*']",
+            "bare \"*\"",
+        ),
+        // A whole bucket, spelled with !Join, long-form Fn::Join, or a !Sub variable.
+        (
+            "s3:GetObject",
+            "!Join ['', ['arn:aws:s3:::', !Ref B, '/*']]",
+            "S3 access \"arn:aws:s3:::${B}/*\" is not limited",
+        ),
+        (
+            "s3:GetObject",
+            "{'Fn::Join': ['/', ['arn:aws:s3:::b', '*']]}",
+            "S3 access \"arn:aws:s3:::b/*\" is not limited",
+        ),
+        (
+            "s3:GetObject",
+            "!Sub ['arn:aws:s3:::${Where}', {Where: 'b/*'}]",
+            "S3 access \"arn:aws:s3:::b/*\" is not limited",
+        ),
+        // Another resource's ARN: its scope is not written in the statement.
+        (
+            "s3:GetObject",
+            "!GetAtt ModelBucket.Arn",
+            "is the ModelBucket.Arn of a resource",
+        ),
+        (
+            "s3:GetObject",
+            "!Sub '${ModelBucket.Arn}/models/*'",
+            "is the ModelBucket.Arn of a resource",
+        ),
+        // What cannot be resolved here is refused.
+        (
+            "s3:GetObject",
+            "!Select [0, [a, b]]",
+            "cannot check !Select",
+        ),
+        (
+            "!FindInMap [M, K, V]",
+            "arn:aws:s3:::b/models/x/*",
+            "cannot check !FindInMap",
+        ),
+    ] {
+        let template = edited("ModelFunction", |r| {
+            r.get_mut("Properties").unwrap()["Policies"] = statement(action, resource);
+        });
+        assert_caught(&template, needle);
+    }
+    // The invoke rule sees both branches too.
+    let template = edited("OrchestratorFunction", |r| {
+        r.get_mut("Properties").unwrap()["Policies"] = statement(
+            "lambda:InvokeFunction",
+            "!If [C, !Sub '${ModelFunction.Arn}:live', !GetAtt ModelFunction.Arn]",
+        );
+    });
+    assert_caught(&template, "OrchestratorFunction: may invoke !If ...");
 }

@@ -268,6 +268,50 @@ mod tests {
             })
         }
 
+        /// Feature-set arguments as people write them: the two set names, or lists of known
+        /// names (some repeated), misspellings and arbitrary text, padded with whitespace.
+        fn feature_set_text() -> impl Strategy<Value = String> {
+            let token = prop_oneof![
+                4 => prop::sample::select(ALL_FEATURES.map(Feature::name).to_vec())
+                    .prop_map(str::to_owned),
+                1 => Just("Store".to_owned()),
+                1 => Just(String::new()),
+                1 => any::<String>(),
+            ];
+            let padded = (" {0,2}", token, "[ \t]{0,2}").prop_map(|(a, t, b)| format!("{a}{t}{b}"));
+            prop_oneof![
+                1 => prop::sample::select(vec![" original", "calendar ", "original,store"])
+                    .prop_map(str::to_owned),
+                6 => prop::collection::vec(padded, 1..8).prop_map(|tokens| tokens.join(",")),
+                1 => any::<String>(),
+            ]
+        }
+
+        /// What `spec` must resolve to, written out independently: a set name, or each
+        /// trimmed comma-separated name known and listed once; otherwise the first unknown
+        /// name (cut to 64 characters), or else the first name listed twice.
+        fn expected_feature_set(spec: &str) -> Result<Vec<Feature>, String> {
+            match spec.trim() {
+                "original" => return Ok(ORIGINAL_FEATURES.to_vec()),
+                "calendar" => return Ok(CALENDAR_FEATURES.to_vec()),
+                _ => {}
+            }
+            let tokens: Vec<&str> = spec.trim().split(',').map(str::trim).collect();
+            let mut features = Vec::new();
+            for token in &tokens {
+                match ALL_FEATURES.iter().find(|f| f.name() == *token) {
+                    Some(feature) => features.push(*feature),
+                    None => return Err(token.chars().take(64).collect()),
+                }
+            }
+            for (i, feature) in features.iter().enumerate() {
+                if features[..i].contains(feature) {
+                    return Err(format!("{} (listed twice)", feature.name()));
+                }
+            }
+            Ok(features)
+        }
+
         proptest! {
             #[test]
             fn every_feature_row_is_finite_and_in_its_range(
@@ -318,8 +362,15 @@ mod tests {
             }
 
             #[test]
-            fn any_feature_set_text_resolves_or_is_rejected(spec in any::<String>()) {
-                let _ = parse_feature_set(&spec);
+            fn any_feature_set_text_resolves_or_is_rejected(spec in feature_set_text()) {
+                let expected = expected_feature_set(&spec);
+                match parse_feature_set(&spec) {
+                    Ok(features) => prop_assert_eq!(Ok(features), expected),
+                    Err(err) => {
+                        prop_assert_eq!(Err(err.name.clone()), expected);
+                        prop_assert_eq!(err.known, ALL_FEATURES.map(Feature::name).join(", "));
+                    }
+                }
             }
         }
     }

@@ -1825,6 +1825,399 @@ mod tests {
         use super::*;
         use crate::testing::{any_json, any_key};
 
+        /// JSON as text is written, not as a serialiser writes it: keys in any order and
+        /// sometimes repeated, whitespace anywhere, escaped characters in strings and keys,
+        /// and each number in one of its spellings (some of them not JSON at all).
+        #[derive(Debug, Clone)]
+        enum Doc {
+            /// A scalar exactly as written: a number's spelling, a literal, a quoted string.
+            Raw(String),
+            List(Vec<Doc>),
+            /// (key as meant, key as written between the quotes, value).
+            Object(Vec<(String, String, Doc)>),
+        }
+
+        impl Doc {
+            fn render(&self, spaces: &[String]) -> String {
+                let mut out = String::new();
+                let mut next = 0usize;
+                self.write(&mut out, spaces, &mut next);
+                out
+            }
+
+            fn write(&self, out: &mut String, spaces: &[String], next: &mut usize) {
+                let space = |out: &mut String, next: &mut usize| {
+                    if !spaces.is_empty() {
+                        out.push_str(&spaces[*next % spaces.len()]);
+                        *next += 1;
+                    }
+                };
+                space(out, next);
+                match self {
+                    Self::Raw(text) => out.push_str(text),
+                    Self::List(items) => {
+                        out.push('[');
+                        for (i, item) in items.iter().enumerate() {
+                            if i > 0 {
+                                out.push(',');
+                            }
+                            item.write(out, spaces, next);
+                        }
+                        space(out, next);
+                        out.push(']');
+                    }
+                    Self::Object(entries) => {
+                        out.push('{');
+                        for (i, (_, written, value)) in entries.iter().enumerate() {
+                            if i > 0 {
+                                out.push(',');
+                            }
+                            space(out, next);
+                            out.push('"');
+                            out.push_str(written);
+                            out.push('"');
+                            space(out, next);
+                            out.push(':');
+                            value.write(out, spaces, next);
+                        }
+                        space(out, next);
+                        out.push('}');
+                    }
+                }
+                space(out, next);
+            }
+
+            fn objects(&self) -> Vec<&[(String, String, Doc)]> {
+                match self {
+                    Self::Raw(_) => Vec::new(),
+                    Self::List(items) => items.iter().flat_map(Self::objects).collect(),
+                    Self::Object(entries) => std::iter::once(entries.as_slice())
+                        .chain(entries.iter().flat_map(|(_, _, v)| v.objects()))
+                        .collect(),
+                }
+            }
+
+            fn has_repeated_keys(&self) -> bool {
+                self.objects().iter().any(|entries| {
+                    entries.iter().enumerate().any(|(i, (key, _, _))| {
+                        entries[..i].iter().any(|(other, _, _)| other == key)
+                    })
+                })
+            }
+
+            fn has_top_level_key(&self, wanted: &str) -> bool {
+                matches!(self, Self::Object(entries) if entries.iter().any(|(key, _, _)| key == wanted))
+            }
+
+            /// No token that JSON's grammar forbids.
+            fn is_grammatical(&self) -> bool {
+                match self {
+                    Self::Raw(text) => !NOT_JSON.contains(&text.as_str()),
+                    Self::List(items) => items.iter().all(Self::is_grammatical),
+                    Self::Object(entries) => entries.iter().all(|(_, _, v)| v.is_grammatical()),
+                }
+            }
+
+            /// Every object's keys in the order a JSON tree keeps them (sorted).
+            fn keys_in_tree_order(&self) -> bool {
+                self.objects()
+                    .iter()
+                    .all(|entries| entries.windows(2).all(|w| w[0].0 <= w[1].0))
+            }
+        }
+
+        /// `text` between quotes, each character written plainly or escaped (`\uXXXX`,
+        /// surrogate pairs, the short escapes).
+        fn spelled_string(text: String) -> impl Strategy<Value = String> {
+            let n = text.chars().count();
+            prop::collection::vec(0u8..4, n).prop_map(move |choices| {
+                let mut out = String::new();
+                for (c, choice) in text.chars().zip(choices) {
+                    let short = match c {
+                        '"' => Some("\\\""),
+                        '\\' => Some("\\\\"),
+                        '/' => Some("\\/"),
+                        '\n' => Some("\\n"),
+                        '\t' => Some("\\t"),
+                        '\r' => Some("\\r"),
+                        '\u{8}' => Some("\\b"),
+                        '\u{c}' => Some("\\f"),
+                        _ => None,
+                    };
+                    let must_escape = c == '"' || c == '\\' || c < ' ';
+                    match (choice, short) {
+                        (0, Some(short)) => out.push_str(short),
+                        (0 | 1, _) if !must_escape => out.push(c),
+                        _ => {
+                            let mut units = [0u16; 2];
+                            for unit in c.encode_utf16(&mut units) {
+                                out.push_str(&format!("\\u{unit:04X}"));
+                            }
+                        }
+                    }
+                }
+                out
+            })
+        }
+
+        /// A key (as meant, as written).
+        fn key(names: &'static [&'static str]) -> impl Strategy<Value = (String, String)> {
+            prop_oneof![
+                30 => prop::sample::select(names).prop_map(str::to_owned),
+                1 => any::<String>(),
+            ]
+            .prop_flat_map(|key| (Just(key.clone()), spelled_string(key)))
+        }
+
+        fn string_doc() -> BoxedStrategy<Doc> {
+            prop_oneof![
+                prop::sample::select(&["store", "item", "2018-01-01"][..]).prop_map(str::to_owned),
+                any::<String>(),
+            ]
+            .prop_flat_map(spelled_string)
+            .prop_map(|s| Doc::Raw(format!("\"{s}\"")))
+            .boxed()
+        }
+
+        /// A number in one of its spellings, or now and then something that looks like one.
+        fn number_doc() -> BoxedStrategy<Doc> {
+            let small = (-3i64..12, 0usize..6).prop_map(|(n, how)| match how {
+                0 => n.to_string(),
+                1 => format!("{n}.0"),
+                2 => format!("{n}e0"),
+                3 => format!("{n}0E-1"),
+                4 => format!("{n}.000e+0"),
+                _ => {
+                    if n == 0 {
+                        "-0".to_owned()
+                    } else {
+                        format!("{n}")
+                    }
+                }
+            });
+            prop_oneof![
+                16 => small,
+                3 => any::<f64>().prop_filter("finite", |v| v.is_finite()).prop_map(|v| format!("{v:?}")),
+                2 => any::<f64>().prop_filter("finite", |v| v.is_finite()).prop_map(|v| format!("{v:e}")),
+                1 => prop::sample::select(&[
+                    "18446744073709551615", "18446744073709551616", "-9223372036854775808",
+                    "1e400", "-1e400", "4.9e-324", "1e-400", "\"\\uD800\"",
+                    "01", "+1", ".5", "1.", "NaN",
+                ][..]).prop_map(str::to_owned),
+            ]
+            .prop_map(Doc::Raw)
+            .boxed()
+        }
+
+        fn cell_doc() -> BoxedStrategy<Doc> {
+            prop_oneof![
+                40 => number_doc(),
+                1 => string_doc(),
+                1 => prop::sample::select(&["null", "true", "false", "[]", "{}"][..])
+                    .prop_map(|s| Doc::Raw(s.to_owned())),
+            ]
+            .boxed()
+        }
+
+        const COLUMNS: &[&str] = &["store", "item", "month", "day", "year"];
+        /// Spellings of numbers that JSON's grammar does not allow.
+        const NOT_JSON: &[&str] = &["01", "+1", ".5", "1.", "NaN"];
+
+        /// An object whose entries come in any order (a third of the time sorted, as a tree
+        /// keeps them), each key once, except now and then one written twice.
+        fn object(
+            entries: impl Strategy<Value = Vec<(String, String, Doc)>>,
+        ) -> impl Strategy<Value = Doc> {
+            let how = 0u8..6;
+            (
+                entries.prop_shuffle(),
+                any::<prop::sample::Index>(),
+                any::<prop::sample::Index>(),
+                how,
+            )
+                .prop_map(|(mut entries, from, to, how)| {
+                    let mut seen = Vec::new();
+                    entries.retain(|(key, _, _)| {
+                        let first = !seen.contains(key);
+                        seen.push(key.clone());
+                        first
+                    });
+                    match how {
+                        0 if !entries.is_empty() => {
+                            let copy = entries[from.index(entries.len())].clone();
+                            entries.insert(to.index(entries.len() + 1), copy);
+                        }
+                        1 | 2 => entries.sort_by(|a, b| a.0.cmp(&b.0)),
+                        _ => {}
+                    }
+                    Doc::Object(entries)
+                })
+        }
+
+        fn entry(
+            names: &'static [&'static str],
+            value: impl Strategy<Value = Doc>,
+        ) -> impl Strategy<Value = (String, String, Doc)> {
+            (key(names), value).prop_map(|((key, written), value)| (key, written, value))
+        }
+
+        /// Some of the model's column names, in some order.
+        fn column_names() -> impl Strategy<Value = Vec<&'static str>> {
+            prop::sample::subsequence(COLUMNS, 1..=COLUMNS.len()).prop_shuffle()
+        }
+
+        /// A record with exactly `names` (each key spelled its own way), in any order.
+        fn record_of(names: Vec<&'static str>) -> impl Strategy<Value = Doc> {
+            let entries: Vec<_> = names
+                .into_iter()
+                .map(|name| {
+                    (spelled_string(name.to_owned()), cell_doc())
+                        .prop_map(move |(written, value)| (name.to_owned(), written, value))
+                })
+                .collect();
+            object(entries)
+        }
+
+        /// Records: mostly all with the same columns, sometimes each with its own.
+        fn records_doc() -> BoxedStrategy<Doc> {
+            prop_oneof![
+                3 => (column_names(), 0usize..4).prop_flat_map(|(names, n)| {
+                    prop::collection::vec(record_of(names), n)
+                }),
+                1 => prop::collection::vec(column_names().prop_flat_map(record_of), 0..4),
+            ]
+            .prop_map(Doc::List)
+            .boxed()
+        }
+
+        fn row_doc(width: usize) -> impl Strategy<Value = Doc> {
+            prop::collection::vec(cell_doc(), width).prop_map(Doc::List)
+        }
+
+        /// Positional rows: mostly of one width, sometimes ragged.
+        fn lists_doc() -> BoxedStrategy<Doc> {
+            prop_oneof![
+                3 => (1usize..6, 0usize..4).prop_flat_map(|(width, n)| {
+                    prop::collection::vec(row_doc(width), n)
+                }),
+                1 => prop::collection::vec((0usize..6).prop_flat_map(row_doc), 0..4),
+            ]
+            .prop_map(Doc::List)
+            .boxed()
+        }
+
+        /// An object of columns: mostly of one length.
+        fn columns_doc() -> BoxedStrategy<Doc> {
+            (column_names(), 0usize..4)
+                .prop_flat_map(|(names, n)| {
+                    let entries: Vec<_> = names
+                        .into_iter()
+                        .map(|name| {
+                            let length = prop_oneof![6 => Just(n), 1 => 0usize..4];
+                            let values =
+                                length.prop_flat_map(|len| prop::collection::vec(cell_doc(), len));
+                            (spelled_string(name.to_owned()), values).prop_map(
+                                move |(written, values)| {
+                                    (name.to_owned(), written, Doc::List(values))
+                                },
+                            )
+                        })
+                        .collect();
+                    object(entries)
+                })
+                .boxed()
+        }
+
+        /// The rows of an `instances` or `inputs` payload: records, lists, or columns.
+        fn rows_doc() -> BoxedStrategy<Doc> {
+            prop_oneof![records_doc(), lists_doc(), columns_doc()].boxed()
+        }
+
+        fn split_doc() -> BoxedStrategy<Doc> {
+            let columns = column_names()
+                .prop_flat_map(|names| {
+                    names
+                        .into_iter()
+                        .map(|n| spelled_string(n.to_owned()))
+                        .collect::<Vec<_>>()
+                })
+                .prop_map(|names| {
+                    Doc::List(
+                        names
+                            .into_iter()
+                            .map(|n| Doc::Raw(format!("\"{n}\"")))
+                            .collect(),
+                    )
+                });
+            let data = lists_doc();
+            let index = prop::collection::vec(number_doc(), 0..4).prop_map(Doc::List);
+            let fields = (
+                prop::option::weighted(0.7, entry(&["columns"], columns)),
+                prop::option::weighted(0.95, entry(&["data"], data)),
+                prop::option::weighted(0.15, entry(&["index"], index)),
+            )
+                .prop_map(|(c, d, i)| c.into_iter().chain(d).chain(i).collect::<Vec<_>>());
+            object(fields).boxed()
+        }
+
+        /// A model payload: one MLflow input, sometimes with params, now and then with a
+        /// second input or a key the host does not take; and the whitespace to write it with.
+        fn payload_text() -> impl Strategy<Value = (Doc, Vec<String>)> {
+            let input = || {
+                prop_oneof![
+                    entry(&["dataframe_split"], split_doc()),
+                    entry(&["dataframe_records"], records_doc()),
+                    entry(&["instances", "inputs"], rows_doc()),
+                    entry(&["ping"], Just(Doc::Object(Vec::new()))),
+                ]
+            };
+            let params = entry(
+                &["params"],
+                prop_oneof![6 => column_names().prop_flat_map(record_of), 1 => cell_doc()],
+            );
+            let extra = prop_oneof![input(), entry(&["index"], cell_doc())];
+            let entries = (
+                input(),
+                prop::option::of(params),
+                prop::option::weighted(0.1, extra),
+            )
+                .prop_map(|(input, params, extra)| {
+                    std::iter::once(input)
+                        .chain(params)
+                        .chain(extra)
+                        .collect::<Vec<_>>()
+                });
+            let spaces = prop::collection::vec("[ \t\n\r]{0,2}", 0..8);
+            (object(entries), spaces)
+        }
+
+        /// Rows by column name, so that column order (the stream keeps the written order, a
+        /// tree sorts) does not count as a difference.
+        /// Row count and (column name, values) pairs.
+        type Columns = (usize, Vec<(Option<String>, Vec<f64>)>);
+
+        fn by_name(invocation: &ModelInvocation) -> Columns {
+            let ModelInvocation::Predict(input) = invocation else {
+                return (usize::MAX, Vec::new());
+            };
+            let mut columns: Vec<(Option<String>, Vec<f64>)> = (0..input.width)
+                .map(|c| {
+                    let name = input.columns.as_ref().and_then(|n| n.get(c)).cloned();
+                    let values = input
+                        .values
+                        .iter()
+                        .skip(c)
+                        .step_by(input.width.max(1))
+                        .copied();
+                    (name, values.collect())
+                })
+                .collect();
+            if input.columns.is_some() {
+                columns.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            (input.rows, columns)
+        }
+
         proptest! {
             #[test]
             fn any_text_decodes_or_is_a_typed_error(text in any::<String>()) {
@@ -1842,6 +2235,59 @@ mod tests {
                 if let Ok(ModelInvocation::Predict(input)) = from_text {
                     prop_assert_eq!(input.values.len(), input.rows * input.width);
                     prop_assert!(input.rows <= 100);
+                    prop_assert!(input.values.iter().all(|v| v.is_finite()));
+                }
+            }
+
+            #[test]
+            fn written_text_decodes_like_its_tree((doc, spaces) in payload_text()) {
+                let text = doc.render(&spaces);
+                let from_text = ModelInvocation::decode_str(&text, 100);
+                let typed_refusal = |r: &Result<ModelInvocation, InvalidPayload>| {
+                    matches!(r, Err(e) if matches!(e.kind, ModelErrorType::InvalidInput | ModelErrorType::SchemaMismatch))
+                };
+                if !doc.is_grammatical() {
+                    // Not JSON (`01`, `+1`, `.5`, `1.`, `NaN`) anywhere, even where the value is
+                    // ignored: refused, for that or for a fault the stream met before it.
+                    prop_assert!(typed_refusal(&from_text), "{} -> {:?}", text, from_text);
+                    return Ok(());
+                }
+                let Ok(tree) = serde_json::from_str::<Value>(&text) else {
+                    // JSON a tree cannot hold (a number beyond f64, a lone surrogate): refused,
+                    // unless it sits where the stream only skips (`params`).
+                    prop_assert!(
+                        typed_refusal(&from_text) || doc.has_top_level_key("params"),
+                        "{} -> {:?}", text, from_text
+                    );
+                    return Ok(());
+                };
+                let from_tree = ModelInvocation::decode_value(&tree, 100);
+                if !doc.has_repeated_keys() && doc.keys_in_tree_order() {
+                    // The tree visits keys sorted; text written that way is read identically,
+                    // down to the words of an error.
+                    prop_assert_eq!(&from_text, &from_tree, "{}", text);
+                } else if !doc.has_repeated_keys() {
+                    // Key order may change which fault is found first, never the rows.
+                    match (&from_text, &from_tree) {
+                        (Ok(a), Ok(b)) => prop_assert_eq!(by_name(a), by_name(b), "{}", text),
+                        (Err(_), Err(_)) => {}
+                        _ => prop_assert!(false, "{} -> {:?} but the tree gives {:?}", text, from_text, from_tree),
+                    }
+                } else {
+                    // A repeated key: the tree keeps the last value, the stream either refuses
+                    // the payload (for the repetition, or for a value the tree never sees) or
+                    // reads the same rows.
+                    match (&from_text, &from_tree) {
+                        (Err(e), _) => prop_assert!(
+                            matches!(e.kind, ModelErrorType::InvalidInput | ModelErrorType::SchemaMismatch),
+                            "{} -> {:?}", text, e
+                        ),
+                        (Ok(a), Ok(b)) => prop_assert_eq!(by_name(a), by_name(b), "{}", text),
+                        (Ok(_), Err(_)) => prop_assert!(false, "{} -> {:?} but the tree gives {:?}", text, from_text, from_tree),
+                    }
+                }
+                if let Ok(ModelInvocation::Predict(input)) = &from_text {
+                    prop_assert_eq!(input.values.len(), input.rows * input.width);
                     prop_assert!(input.values.iter().all(|v| v.is_finite()));
                 }
             }

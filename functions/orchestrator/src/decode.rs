@@ -443,6 +443,40 @@ mod tests {
             }
 
             #[test]
+            fn batches_decode_in_order_or_name_each_bad_field(
+                instances in prop_oneof![
+                    prop::collection::vec(forecast::testing::valid_request_json(), 1..40),
+                    prop::collection::vec(forecast::testing::request_json(), 1..40),
+                ],
+            ) {
+                let body = serde_json::json!({
+                    "instances": instances.iter().map(|(value, _)| value.clone()).collect::<Vec<_>>()
+                });
+                let mut expected_requests = Vec::new();
+                let mut expected_errors = Vec::new();
+                for (index, (_, expected)) in instances.iter().enumerate() {
+                    match expected {
+                        Ok(request) => expected_requests.push(*request),
+                        Err(fields) => expected_errors.extend(fields.iter().map(|(field, kind)| {
+                            (format!("body.instances.{index}.{field}"), (*kind).to_owned())
+                        })),
+                    }
+                }
+                expected_errors.truncate(MAX_REPORTED_ERRORS);
+                match batch_instances(&body) {
+                    Ok(requests) => {
+                        prop_assert!(expected_errors.is_empty(), "accepted despite {:?}", expected_errors);
+                        prop_assert_eq!(requests, expected_requests);
+                    }
+                    Err(errors) => {
+                        let found: Vec<(String, String)> =
+                            errors.into_iter().map(|e| (e.loc.join("."), e.kind)).collect();
+                        prop_assert_eq!(found, expected_errors);
+                    }
+                }
+            }
+
+            #[test]
             fn any_query_is_a_series_or_query_errors(query in prop::option::of(any::<String>())) {
                 match forecast_query(query.as_deref()) {
                     Ok(series) => prop_assert_eq!(series.requests().len(), series.days as usize),

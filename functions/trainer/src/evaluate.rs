@@ -152,6 +152,7 @@ mod tests {
 
     #[test]
     fn evaluate_reproduces_the_validation_metrics_and_predict_writes_a_submission() {
+        // GIVEN a model trained with a time split, so the manifest holds validation metrics
         let dir = tempfile::tempdir().unwrap();
         let data = GenerateConfig {
             stores: 2,
@@ -162,28 +163,92 @@ mod tests {
         };
         generate(&data, dir.path()).unwrap();
         let history = crate::data::read_sales_csv(&dir.path().join("train.csv")).unwrap();
+        let split: crate::split::Split = "time:2014-10-01".parse().unwrap();
         let config = TrainConfig {
-            split: crate::split::Split::None,
+            split,
             ..TrainConfig::default()
         }
         .set("num_iterations", json!(15));
         let trained = train(&history, &config, &dir.path().join("m")).unwrap();
         let model = ModelDir::load(&dir.path().join("m")).unwrap();
         assert_eq!(model.manifest, trained.manifest);
-        let metrics = model.evaluate(&history).unwrap();
-        assert!(
-            metrics["smape"] > 0.0 && metrics["smape"] < 40.0,
-            "{metrics:?}"
-        );
+        assert_eq!(trained.manifest.rows.validation, 2 * 2 * 92);
 
+        // WHEN `demand evaluate` scores exactly the validation rows, read back from a CSV
+        let (_, validation) = split.apply(&history.records);
+        let mut csv = String::from("date,store,item,sales\n");
+        for r in &validation {
+            csv.push_str(&format!(
+                "{},{},{},{}\n",
+                r.date,
+                r.store.get(),
+                r.item.get(),
+                r.sales
+            ));
+        }
+        std::fs::write(dir.path().join("validation.csv"), csv).unwrap();
+        let rows = crate::data::read_sales_csv(&dir.path().join("validation.csv")).unwrap();
+        assert_eq!(rows.records.len(), validation.len());
+        let metrics = model.evaluate(&rows).unwrap();
+
+        // THEN it reports the metrics training recorded, to the bit: the native evaluator
+        // reproduces LightGBM's validation predictions row for row
+        assert_eq!(
+            metrics.keys().collect::<Vec<_>>(),
+            ["mae", "mape", "rmse", "smape"]
+        );
+        for (name, value) in &trained.manifest.metrics {
+            assert_eq!(
+                metrics[name].to_bits(),
+                value.to_bits(),
+                "{name}: evaluate {metrics:?}, training {:?}",
+                trained.manifest.metrics
+            );
+        }
+
+        // AND `demand predict` writes one line per test row, in order, each value LightGBM's
+        // own prediction for that row's features, written so it reads back to the same f64
         let rows = crate::data::read_test_csv(&dir.path().join("test.csv")).unwrap();
         assert_eq!(rows.len(), 2 * 2 * 3);
         let predictions = model.predict_rows(&rows).unwrap();
         let out = dir.path().join("submission.csv");
         write_submission(&out, &rows, &predictions).unwrap();
         let text = std::fs::read_to_string(out).unwrap();
-        assert_eq!(text.lines().count(), 13);
-        assert!(text.starts_with("id,sales\n0,"));
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("id,sales"));
+        let x: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| {
+                let request = ForecastRequest {
+                    date: r.date,
+                    store: r.store,
+                    item: r.item,
+                };
+                features::build_row(&model.features, &request)
+            })
+            .collect();
+        let lightgbm =
+            lightgbm3::Booster::from_file(dir.path().join("m").join(MODEL_FILE).to_str().unwrap())
+                .unwrap();
+        let expected = crate::train::predict(&lightgbm, model.features.len(), &x).unwrap();
+        let written: Vec<(u64, f64)> = lines
+            .map(|line| {
+                let (id, sales) = line.split_once(',').unwrap();
+                (id.parse().unwrap(), sales.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(written.len(), rows.len());
+        for ((row, (id, sales)), expected) in rows.iter().zip(&written).zip(&expected) {
+            assert_eq!(*id, row.id);
+            assert_eq!(
+                sales.to_bits(),
+                expected.to_bits(),
+                "id {id}: wrote {sales}, LightGBM predicts {expected}"
+            );
+        }
+        // The rows differ (stores, items, days), and so do the predictions: a constant
+        // column would pass the comparison above only if the booster itself were constant.
+        assert!(written.iter().any(|(_, s)| *s != written[0].1));
     }
 
     #[test]

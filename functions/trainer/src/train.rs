@@ -366,8 +366,26 @@ mod tests {
             manifest.rows.total
         );
         assert!(text.contains("feature_names=store item month day year"));
-        // The generated data has real structure: 20 rounds must beat a constant forecast.
-        assert!(manifest.metrics["smape"] < 40.0, "{:?}", manifest.metrics);
+        // The generated data has real structure: 20 rounds must beat every constant forecast
+        // of the validation rows, the best one included (searched on a 0.1 grid).
+        let (_, validation) = config.split.apply(&history.records);
+        assert_eq!(manifest.rows.validation, validation.len() as u64);
+        let actual: Vec<f64> = validation.iter().map(|r| r.sales).collect();
+        let highest = actual.iter().copied().fold(0.0, f64::max);
+        let (best_constant, best_smape) = (0..=(highest * 10.0).ceil() as u32)
+            .map(|tenths| {
+                let constant = f64::from(tenths) / 10.0;
+                let smape = metrics::smape(&actual, &vec![constant; actual.len()]);
+                (constant, smape)
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap();
+        let smape = manifest.metrics["smape"];
+        eprintln!("validation SMAPE {smape:.3}, best constant {best_constant} {best_smape:.3}");
+        assert!(
+            smape < 0.8 * best_smape,
+            "SMAPE {smape} does not beat the constant {best_constant} ({best_smape}) by 20%"
+        );
     }
 
     #[test]
