@@ -9,11 +9,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::distribution::{DistributionInfo, PointKind};
 use crate::gbdt::CheckRow;
 use crate::request::{FieldError, ForecastRequest};
 
-/// Version of the manifest schema written by this code (2: check rows).
-pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// Version of the manifest schema written by this code (2: check rows; 3: predictive
+/// distribution, point choice and backtest). Every field added since 1 has a default, so
+/// manifests of older formats still load (without quantiles).
+pub const MANIFEST_FORMAT_VERSION: u32 = 3;
 /// File name of the booster inside a model prefix.
 pub const MODEL_FILE: &str = "model.txt";
 /// File name of the manifest inside a model prefix.
@@ -57,6 +60,17 @@ pub struct ModelManifest {
     /// manifests of format 1, whose models are then refused by the model host.
     #[serde(default)]
     pub check_rows: Vec<CheckRow>,
+    /// The predictive distribution around the booster's predictions, with its calibration
+    /// (format 3). Without it the model answers no quantiles and no SMAPE-optimal points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<DistributionInfo>,
+    /// The point a prediction answers when the request does not say (format 3; `mean`, the
+    /// booster's own prediction, when absent).
+    #[serde(default, skip_serializing_if = "PointKind::is_mean")]
+    pub point: PointKind,
+    /// The rolling-origin backtest of the training recipe (format 3), when one was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtest: Option<serde_json::Value>,
 }
 
 /// The input domain seen in training.

@@ -3,7 +3,7 @@
 //! - [`generate`] writes a Kaggle-shaped `train.csv` / `test.csv`, deterministic from a seed;
 //! - [`data`] reads a sales history (`date,store,item,sales`) with line-numbered errors;
 //! - [`train`] fits a LightGBM booster on the features of `forecast` and writes `model.txt`
-//!   plus `manifest.json`;
+//!   plus `manifest.json`, with the predictive distribution [`calibrate`] fits;
 //! - [`publish`] uploads both to `s3://<bucket>/models/<name>/<version>/`;
 //! - [`batch`] starts a batch job on the Step Functions state machine and follows it.
 //!
@@ -11,6 +11,7 @@
 
 pub mod batch;
 pub mod boosting;
+pub mod calibrate;
 pub mod data;
 pub mod evaluate;
 pub mod generate;

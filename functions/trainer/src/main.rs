@@ -80,6 +80,10 @@ enum Command {
         /// LightGBM threads (default: LightGBM's choice).
         #[arg(long)]
         threads: Option<u32>,
+        /// The point the model answers by default: `mean` (the booster's prediction) or
+        /// `smape` (the point minimising expected SMAPE under the predictive distribution).
+        #[arg(long, default_value = "mean", value_parser = parse_point)]
+        point: forecast::distribution::PointKind,
     },
     /// Score a model directory on a sales CSV (SMAPE, MAPE, MAE, RMSE as JSON).
     Evaluate {
@@ -199,6 +203,11 @@ impl SubmitArgs {
     }
 }
 
+fn parse_point(text: &str) -> Result<forecast::distribution::PointKind, String> {
+    forecast::distribution::PointKind::parse(text)
+        .ok_or_else(|| format!("expected mean or smape, got {text:?}"))
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut stdout, value)?;
@@ -293,6 +302,7 @@ async fn main() -> anyhow::Result<()> {
             param,
             rounds,
             threads,
+            point,
         } => {
             let history = trainer::data::read_sales_csv(&data)?;
             let mut config = TrainConfig {
@@ -300,6 +310,7 @@ async fn main() -> anyhow::Result<()> {
                 features: forecast::features::parse_feature_set(&features)?,
                 split,
                 refit,
+                point,
                 ..TrainConfig::default()
             };
             if let Some(version) = version {
@@ -335,6 +346,24 @@ async fn main() -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
+            if let Some(d) = &m.distribution {
+                eprintln!(
+                    "predictive distribution {} (dispersion {:.5}), ties counted half: {}",
+                    d.predictive.family,
+                    d.predictive.dispersion,
+                    d.calibration
+                        .iter()
+                        .map(|s| format!(
+                            "{} coverage={:.4} wQL={:.4} WAPE={:.4}",
+                            forecast::distribution::level_key(s.level),
+                            s.coverage,
+                            s.wql,
+                            s.wape
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+            }
             eprintln!(
                 "wrote {} and {}",
                 trained.model_path.display(),
