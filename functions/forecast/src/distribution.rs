@@ -504,6 +504,45 @@ pub fn level_key(level: f64) -> String {
     }
 }
 
+/// Values keyed by quantile level (`p10`, `p50`, ...), in ascending level order: a JSON
+/// object whose keys keep that order (a sorted map would put `p5` after `p10`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LevelMap<T>(pub Vec<(String, T)>);
+
+impl<T: Serialize> Serialize for LevelMap<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for LevelMap<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LevelMapVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for LevelMapVisitor<T> {
+            type Value = LevelMap<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object keyed by quantile level")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, T>()? {
+                    entries.push(entry);
+                }
+                Ok(LevelMap(entries))
+            }
+        }
+        deserializer.deserialize_map(LevelMapVisitor(std::marker::PhantomData))
+    }
+}
+
 /// A list of quantile levels that failed validation, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

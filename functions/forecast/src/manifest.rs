@@ -274,6 +274,25 @@ mod tests {
     }
 
     #[test]
+    fn a_format_2_manifest_still_loads_without_a_distribution() {
+        let format_2 = json!({
+            "format_version": 2, "name": "demand", "version": "v1",
+            "features": ["store", "item"], "objective": "regression_l1", "parameters": {},
+            "split": "time:2017-10-01", "metrics": {"smape": 12.5}, "trained_at": "2026-01-01T00:00:00Z",
+            "training_data_sha256": "00", "model_sha256": "11", "num_trees": 3,
+            "domain": {"stores": [1], "items": [1], "date_min": "2013-01-01", "date_max": "2017-12-31"},
+            "rows": {"total": 10, "fit": 8, "validation": 2}, "tool_versions": {},
+            "check_rows": []
+        });
+        let manifest: ModelManifest = serde_json::from_value(format_2.clone()).unwrap();
+        assert_eq!(manifest.distribution, None);
+        assert_eq!(manifest.point, crate::distribution::PointKind::Mean);
+        assert_eq!(manifest.backtest, None);
+        // Written again, it has no new keys: a format-2 reader reads it as before.
+        assert_eq!(serde_json::to_value(&manifest).unwrap(), format_2);
+    }
+
+    #[test]
     fn canonical_layout_is_models_name_version() {
         let loc = ModelLocation::new("bucket", "demand", "v3");
         assert_eq!(loc.model_key(), "models/demand/v3/model.txt");

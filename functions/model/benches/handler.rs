@@ -86,6 +86,7 @@ fn overhead_path(body: &[u8], predictions: &[f64]) -> Vec<u8> {
             name: "bench".to_owned(),
             version: "synthetic".to_owned(),
         },
+        quantiles: None,
     };
     serde_json::to_vec(&answer).unwrap()
 }
