@@ -3,6 +3,8 @@
 //! `lightgbm3` calls for the same rows, on a 3000-round booster with the original notebook's
 //! parameters; and parsing the model text, natively and by LightGBM (the cold start's share).
 //!
+//! The `quantiles_*` groups measure the same handler path with P10/P50/P90 asked for.
+//!
 //! `cargo bench -p model` trains that booster once on synthetic store/item/date data and caches
 //! it in the target directory; `MODEL_BENCH_MODEL_DIR=<dir with model.txt>` uses another.
 
@@ -123,6 +125,40 @@ fn benches(c: &mut Criterion) {
         b.iter(|| lightgbm3::Booster::from_string(black_box(&text)).unwrap());
     });
     parse.finish();
+
+    // The quantile path: the same handler and rows with `params.quantiles` (P10/P50/P90),
+    // against a manifest carrying a negative binomial distribution.
+    let mut with_distribution = runtime
+        .block_on(load_model(&LocalFileStore, &location))
+        .unwrap();
+    with_distribution.manifest.distribution = Some(forecast::distribution::DistributionInfo {
+        predictive: forecast::distribution::Predictive::negative_binomial(0.02),
+        estimated_on: "bench".to_owned(),
+        rows: 0,
+        ties: "half".to_owned(),
+        calibration: Vec::new(),
+        alternatives: Vec::new(),
+    });
+    for rows in [1usize, 100] {
+        let values = synthetic::query_rows(rows);
+        let plain = synthetic::dataframe_split(&values);
+        let mut asked: serde_json::Value = serde_json::from_str(&plain).unwrap();
+        asked["params"] = serde_json::json!({"quantiles": [0.1, 0.5, 0.9]});
+        let asked = asked.to_string().into_bytes();
+        let plain = plain.into_bytes();
+        let answered: serde_json::Value =
+            serde_json::from_slice(&handler_path(&with_distribution, &asked)).unwrap();
+        assert_eq!(answered["quantiles"]["p90"].as_array().unwrap().len(), rows);
+        let mut group = c.benchmark_group(format!("quantiles_{rows}"));
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_function(BenchmarkId::new("plain", rows), |b| {
+            b.iter(|| handler_path(&with_distribution, black_box(&plain)));
+        });
+        group.bench_function(BenchmarkId::new("p10_p50_p90", rows), |b| {
+            b.iter(|| handler_path(&with_distribution, black_box(&asked)));
+        });
+        group.finish();
+    }
 
     for rows in [1usize, 100, 10_000] {
         let values = synthetic::query_rows(rows);
