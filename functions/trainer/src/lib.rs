@@ -4,11 +4,13 @@
 //! - [`data`] reads a sales history (`date,store,item,sales`) with line-numbered errors;
 //! - [`train`] fits a LightGBM booster on the features of `forecast` and writes `model.txt`
 //!   plus `manifest.json`, with the predictive distribution [`calibrate`] fits;
+//! - [`backtest`] scores a training recipe on rolling-origin windows;
 //! - [`publish`] uploads both to `s3://<bucket>/models/<name>/<version>/`;
 //! - [`batch`] starts a batch job on the Step Functions state machine and follows it.
 //!
 //! Run `cargo run --release -p trainer -- --help`.
 
+pub mod backtest;
 pub mod batch;
 pub mod boosting;
 pub mod calibrate;

@@ -94,6 +94,28 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Rolling-origin backtest of a model's recipe: fit before each window, score the window.
+    Backtest {
+        /// Directory of the trained model whose features, parameters and distribution are
+        /// backtested.
+        #[arg(long, default_value = "data/models/demand")]
+        model_dir: PathBuf,
+        /// Sales history in the schema date,store,item,sales.
+        #[arg(long, default_value = "data/generated/train.csv")]
+        data: PathBuf,
+        /// Number of windows, ending on the last day of the history.
+        #[arg(long, default_value_t = 4)]
+        windows: u32,
+        /// Days per window.
+        #[arg(long, default_value_t = 90)]
+        horizon: u32,
+        /// Boosting rounds (default: the model's own).
+        #[arg(long)]
+        rounds: Option<u32>,
+        /// Record the backtest in the model's manifest.json (before publishing it).
+        #[arg(long)]
+        record: bool,
+    },
     /// Write a Kaggle submission (id,sales) for a test.csv (id,date,store,item).
     Predict {
         /// Directory holding model.txt and manifest.json.
@@ -383,6 +405,55 @@ async fn main() -> anyhow::Result<()> {
             let mut stdout = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut stdout, &report)?;
             std::io::Write::write_all(&mut stdout, b"\n")?;
+        }
+        Command::Backtest {
+            model_dir,
+            data,
+            windows,
+            horizon,
+            rounds,
+            record,
+        } => {
+            let files = trainer::evaluate::ModelFiles::read(&model_dir)?;
+            let manifest = files.manifest;
+            let features = forecast::Feature::resolve_all(&manifest.features)?;
+            let mut parameters = manifest.parameters.clone();
+            if let Some(rounds) = rounds {
+                parameters.insert("num_iterations".to_owned(), rounds.into());
+            }
+            let distribution = manifest
+                .distribution
+                .as_ref()
+                .map_or(forecast::distribution::Predictive::POISSON, |d| {
+                    d.predictive
+                });
+            let history = trainer::data::read_sales_csv(&data)?;
+            let result = trainer::backtest::backtest(
+                &history.records,
+                &features,
+                &parameters,
+                distribution,
+                windows,
+                horizon,
+                |w| {
+                    eprintln!(
+                        "window {}..{}: {} rows, smape {:.4}",
+                        w.start,
+                        w.end,
+                        w.rows,
+                        w.metrics.get("smape").copied().unwrap_or(f64::NAN)
+                    );
+                },
+            )?;
+            eprint!("{}", trainer::backtest::table(&result));
+            if record {
+                let mut manifest = manifest;
+                manifest.backtest = Some(serde_json::to_value(&result)?);
+                let path = model_dir.join(forecast::manifest::MANIFEST_FILE);
+                trainer::train::write_atomically(&path, &serde_json::to_vec_pretty(&manifest)?)?;
+                eprintln!("recorded the backtest in {}", path.display());
+            }
+            print_json(&result)?;
         }
         Command::Predict {
             model_dir,

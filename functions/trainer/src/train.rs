@@ -213,7 +213,7 @@ const ROUND_ALIASES: [&str; 9] = [
 
 /// Fits one booster on `records`, with a progress bar of the rounds on a terminal. Returns
 /// the loaded booster and the model text LightGBM wrote, which is what gets saved.
-fn fit_booster(
+pub(crate) fn fit_booster(
     features: &[Feature],
     records: &[SalesRecord],
     parameters: &Map<String, Value>,
