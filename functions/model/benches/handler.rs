@@ -6,7 +6,8 @@
 //! The `quantiles_*` groups measure the same handler path with P10/P50/P90 asked for.
 //!
 //! `cargo bench -p model` trains that booster once on synthetic store/item/date data and caches
-//! it in the target directory; `MODEL_BENCH_MODEL_DIR=<dir with model.txt>` uses another.
+//! it in the target directory; `MODEL_BENCH_MODEL_DIR=<dir with model.txt>` uses another
+//! (with its own `manifest.json` when the directory has one, as `demand train` writes it).
 
 // A failed setup step is a failed benchmark.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -33,6 +34,10 @@ const MAX_ROWS: usize = 50_000;
 fn model_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("MODEL_BENCH_MODEL_DIR") {
         let dir = PathBuf::from(dir);
+        // A model `demand train` wrote is used as it is, with its own manifest.
+        if dir.join("manifest.json").exists() {
+            return dir;
+        }
         let text = std::fs::read_to_string(dir.join("model.txt")).unwrap();
         let manifest = synthetic::manifest_for(&text, "bench", "external", ROUNDS);
         let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("model-bench-external");
@@ -103,7 +108,7 @@ fn benches(c: &mut Criterion) {
     let model = runtime
         .block_on(load_model(&LocalFileStore, &location))
         .unwrap();
-    assert_eq!(model.booster.num_trees(), ROUNDS as usize);
+    assert_eq!(model.booster.num_trees(), model.manifest.num_trees as usize);
 
     let text = std::fs::read_to_string(dir.join("model.txt")).unwrap();
     let raw = lightgbm3::Booster::from_string(&text).unwrap();
@@ -131,14 +136,17 @@ fn benches(c: &mut Criterion) {
     let mut with_distribution = runtime
         .block_on(load_model(&LocalFileStore, &location))
         .unwrap();
-    with_distribution.manifest.distribution = Some(forecast::distribution::DistributionInfo {
-        predictive: forecast::distribution::Predictive::negative_binomial(0.02),
-        estimated_on: "bench".to_owned(),
-        rows: 0,
-        ties: "half".to_owned(),
-        calibration: Vec::new(),
-        alternatives: Vec::new(),
-    });
+    // A trained model's own distribution, else a negative binomial like the ones training fits.
+    with_distribution.manifest.distribution = with_distribution.manifest.distribution.take().or(
+        Some(forecast::distribution::DistributionInfo {
+            predictive: forecast::distribution::Predictive::negative_binomial(0.02),
+            estimated_on: "bench".to_owned(),
+            rows: 0,
+            ties: "half".to_owned(),
+            calibration: Vec::new(),
+            alternatives: Vec::new(),
+        }),
+    );
     for rows in [1usize, 100] {
         let values = synthetic::query_rows(rows);
         let plain = synthetic::dataframe_split(&values);

@@ -134,6 +134,15 @@ impl ModelDir {
         Ok(report)
     }
 
+    /// The booster's predictions (the mean point) for requests.
+    pub fn predict_requests(&self, requests: &[ForecastRequest]) -> anyhow::Result<Vec<f64>> {
+        let x: Vec<f64> = requests
+            .iter()
+            .flat_map(|r| features::build_row(&self.features, r))
+            .collect();
+        Ok(self.booster.predict(&x)?)
+    }
+
     /// The booster's predictions (the mean point) for sales records.
     pub fn predict_records(
         &self,

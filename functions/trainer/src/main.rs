@@ -116,6 +116,42 @@ enum Command {
         #[arg(long)]
         record: bool,
     },
+    /// SMAPE of the generator's own mean (the lambda oracle) on the days from --cutoff, for a
+    /// history `demand generate` wrote with its default factors: the floor a model's SMAPE
+    /// is compared with.
+    Oracle {
+        /// Generated sales history.
+        #[arg(long, default_value = "data/generated/train.csv")]
+        data: PathBuf,
+        /// First scored day (YYYY-MM-DD), as in --split time:DATE.
+        #[arg(long)]
+        cutoff: chrono::NaiveDate,
+    },
+    /// SVG chart of one store-item: history, the model's forecast and P10-P90 band over its
+    /// validation window and the horizon after the history.
+    Plot {
+        /// Directory holding model.txt and manifest.json.
+        #[arg(long, default_value = "data/models/demand")]
+        model_dir: PathBuf,
+        /// Sales history in the schema date,store,item,sales.
+        #[arg(long, default_value = "data/generated/train.csv")]
+        data: PathBuf,
+        /// Store id.
+        #[arg(long)]
+        store: u32,
+        /// Item id.
+        #[arg(long)]
+        item: u32,
+        /// Days of history shown before the validation window.
+        #[arg(long, default_value_t = 180)]
+        history_days: u32,
+        /// Days forecast after the last day of the history.
+        #[arg(long, default_value_t = 90)]
+        horizon: u32,
+        /// Output SVG file.
+        #[arg(long, default_value = "forecast.svg")]
+        out: PathBuf,
+    },
     /// Write a Kaggle submission (id,sales) for a test.csv (id,date,store,item).
     Predict {
         /// Directory holding model.txt and manifest.json.
@@ -454,6 +490,79 @@ async fn main() -> anyhow::Result<()> {
                 eprintln!("recorded the backtest in {}", path.display());
             }
             print_json(&result)?;
+        }
+        Command::Oracle { data, cutoff } => {
+            let history = trainer::data::read_sales_csv(&data)?;
+            let (actual, lambda): (Vec<f64>, Vec<f64>) = history
+                .records
+                .iter()
+                .filter(|r| r.date >= cutoff)
+                .map(|r| {
+                    (
+                        r.sales,
+                        trainer::generate::expected_sales(r.date, r.store.get(), r.item.get()),
+                    )
+                })
+                .unzip();
+            anyhow::ensure!(!actual.is_empty(), "no rows on or after {cutoff}");
+            let points = trainer::calibrate::smape_points(
+                forecast::distribution::Predictive::POISSON,
+                &lambda,
+            );
+            print_json(&serde_json::json!({
+                "cutoff": cutoff.to_string(),
+                "rows": actual.len(),
+                "oracle_mean": trainer::metrics::all(&actual, &lambda),
+                "oracle_smape_point": trainer::metrics::all(&actual, &points),
+            }))?;
+        }
+        Command::Plot {
+            model_dir,
+            data,
+            store,
+            item,
+            history_days,
+            horizon,
+            out,
+        } => {
+            let model = trainer::evaluate::ModelDir::load(&model_dir)?;
+            let history = trainer::data::read_sales_csv(&data)?;
+            let last = history
+                .records
+                .iter()
+                .map(|r| r.date)
+                .max()
+                .context("the history is empty")?;
+            // The validation window of a time split; otherwise the last `horizon` days.
+            let from = match model.manifest.split.parse::<trainer::split::Split>() {
+                Ok(trainer::split::Split::Time { cutoff }) => cutoff,
+                _ => last
+                    .checked_sub_days(chrono::Days::new(u64::from(horizon)))
+                    .context("date out of range")?,
+            };
+            let distribution = model
+                .manifest
+                .distribution
+                .as_ref()
+                .map_or(forecast::distribution::Predictive::POISSON, |d| {
+                    d.predictive
+                });
+            let days = trainer::plot::plot_days(
+                &history.records,
+                store,
+                item,
+                from,
+                history_days,
+                horizon,
+                distribution,
+                |requests| model.predict_requests(requests),
+            )?;
+            let title = format!(
+                "store {store}, item {item}: {}/{} from {from} ({} band)",
+                model.manifest.name, model.manifest.version, distribution.family
+            );
+            trainer::plot::write_svg(&out, &title, &days)?;
+            eprintln!("wrote {}", out.display());
         }
         Command::Predict {
             model_dir,

@@ -121,6 +121,11 @@ pub fn train(
         let actual: Vec<f64> = valid_y.iter().map(|v| f64::from(*v)).collect();
         validation_report(&config.split.to_string(), &actual, &predicted)
     };
+    anyhow::ensure!(
+        config.point == PointKind::Mean || distribution.is_some(),
+        "--point {} needs validation rows to fit the predictive distribution on; choose a split",
+        config.point
+    );
     // With --refit the validated recipe is retrained on every row; the metrics above remain
     // the honest estimate, and `rows.fit` records that the booster saw all rows.
     let ((booster, model_text), fit_rows) = if config.refit && !validation.is_empty() {
