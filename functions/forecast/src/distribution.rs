@@ -190,9 +190,8 @@ impl Counts {
 
     /// `P(Y <= k)`.
     pub fn cdf(&self, k: u64) -> f64 {
-        let mut walk = self.walk();
         let mut total = 0.0;
-        while let Some((count, p)) = walk.next() {
+        for (count, p) in self.walk() {
             if count > k {
                 break;
             }
@@ -356,7 +355,8 @@ pub fn coverage_credit(actual: f64, q: f64) -> f64 {
 /// `ln Γ(x)` for `x > 0`: the recurrence up to 10, then Stirling's series (error below
 /// 1e-13 there).
 pub fn ln_gamma(x: f64) -> f64 {
-    if !(x > 0.0) {
+    // NaN fails the comparison too.
+    if x.is_nan() || x <= 0.0 {
         return f64::NAN;
     }
     let mut shift = 0.0;
@@ -562,7 +562,10 @@ pub fn parse_levels(levels: &[f64]) -> Result<Vec<f64>, LevelsError> {
             levels.len()
         )));
     }
-    if let Some(bad) = levels.iter().find(|l| !(**l > 0.0 && **l < 1.0)) {
+    if let Some(bad) = levels
+        .iter()
+        .find(|l| l.is_nan() || **l <= 0.0 || **l >= 1.0)
+    {
         return Err(LevelsError(format!(
             "quantile levels must be strictly between 0 and 1, got {bad}"
         )));

@@ -549,11 +549,12 @@ async fn main() -> anyhow::Result<()> {
                 });
             let days = trainer::plot::plot_days(
                 &history.records,
-                store,
-                item,
-                from,
-                history_days,
-                horizon,
+                (store, item),
+                trainer::plot::PlotSpan {
+                    from,
+                    history_days,
+                    horizon,
+                },
                 distribution,
                 |requests| model.predict_requests(requests),
             )?;

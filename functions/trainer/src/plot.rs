@@ -29,19 +29,32 @@ pub struct PlotDay {
     pub band: Option<(f64, f64)>,
 }
 
-/// The days of the chart: `history_days` of history before `from` (the validation window's
-/// first day), every day from `from` to the last day of the history, and `horizon` days
-/// after it. `predict` maps requests to the model's mean predictions.
+/// The days a chart spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlotSpan {
+    /// First forecast day inside the history (the validation window's first day).
+    pub from: NaiveDate,
+    /// Days of history shown before `from`.
+    pub history_days: u32,
+    /// Days forecast after the last day of the history.
+    pub horizon: u32,
+}
+
+/// The days of the chart of one store-item: `history_days` of history before `from`, every
+/// day from `from` to the last day of the history, and `horizon` days after it. `predict`
+/// maps requests to the model's mean predictions.
 pub fn plot_days(
     records: &[SalesRecord],
-    store: u32,
-    item: u32,
-    from: NaiveDate,
-    history_days: u32,
-    horizon: u32,
+    (store, item): (u32, u32),
+    span: PlotSpan,
     distribution: Predictive,
     predict: impl Fn(&[ForecastRequest]) -> anyhow::Result<Vec<f64>>,
 ) -> anyhow::Result<Vec<PlotDay>> {
+    let PlotSpan {
+        from,
+        history_days,
+        horizon,
+    } = span;
     let series: Vec<&SalesRecord> = records
         .iter()
         .filter(|r| r.store.get() == store && r.item.get() == item)
@@ -189,19 +202,15 @@ mod tests {
     #[test]
     fn the_chart_has_history_a_validated_window_and_a_horizon() {
         let from = NaiveDate::from_ymd_opt(2017, 1, 21).unwrap();
-        let days = plot_days(
-            &records(),
-            2,
-            1,
+        let span = PlotSpan {
             from,
-            10,
-            5,
-            Predictive::POISSON,
-            |requests| {
-                assert!(requests.iter().all(|r| r.store.get() == 2));
-                Ok(requests.iter().map(|_| 50.0).collect())
-            },
-        )
+            history_days: 10,
+            horizon: 5,
+        };
+        let days = plot_days(&records(), (2, 1), span, Predictive::POISSON, |requests| {
+            assert!(requests.iter().all(|r| r.store.get() == 2));
+            Ok(requests.iter().map(|_| 50.0).collect())
+        })
         .unwrap();
         // 10 days of history, 10 validated days (21st..30th), 5 days of horizon.
         assert_eq!(days.len(), 25);
@@ -234,16 +243,14 @@ mod tests {
 
     #[test]
     fn an_unknown_store_item_is_an_error() {
-        let err = plot_days(
-            &records(),
-            9,
-            1,
-            NaiveDate::MIN,
-            1,
-            1,
-            Predictive::POISSON,
-            |_| Ok(vec![]),
-        )
+        let span = PlotSpan {
+            from: NaiveDate::MIN,
+            history_days: 1,
+            horizon: 1,
+        };
+        let err = plot_days(&records(), (9, 1), span, Predictive::POISSON, |_| {
+            Ok(vec![])
+        })
         .unwrap_err();
         assert!(
             err.to_string().contains("no rows for store 9, item 1"),
