@@ -165,6 +165,24 @@ fn benches(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("p10_p50_p90", rows), |b| {
             b.iter(|| handler_path(&with_distribution, black_box(&asked)));
         });
+        // The distribution maths alone, on the booster's predictions for the same rows.
+        let means = with_distribution.booster.predict(&values).unwrap();
+        let predictive = with_distribution
+            .manifest
+            .distribution
+            .as_ref()
+            .map(|d| d.predictive)
+            .unwrap();
+        group.bench_function(BenchmarkId::new("quantiles_only", rows), |b| {
+            let mut out = Vec::new();
+            b.iter(|| {
+                for mean in black_box(&means) {
+                    predictive
+                        .at(*mean)
+                        .quantiles_into(&[0.1, 0.5, 0.9], &mut out);
+                }
+            });
+        });
         group.finish();
     }
 
