@@ -7,6 +7,7 @@
 //! - [`date`]: parsing of request dates (`2018-01-01`, ISO datetimes with or without offset);
 //! - [`request`]: the business request `{date, store, item}` and its field-level validation;
 //! - [`features`]: the named feature vocabulary and the row builder;
+//! - [`distribution`]: predictive count distributions: quantiles, SMAPE-optimal points, calibration;
 //! - [`gbdt`]: the native LightGBM evaluator, bit-identical to LightGBM's predictor;
 //! - [`manifest`]: the model manifest stored beside every booster, and its S3 layout;
 //! - [`wire`]: the MLflow-compatible payloads spoken by the model Lambda.
@@ -14,6 +15,7 @@
 //! Run its tests with `cargo test -p forecast`.
 
 pub mod date;
+pub mod distribution;
 pub mod features;
 pub mod gbdt;
 pub mod manifest;

@@ -9,11 +9,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::distribution::{DistributionInfo, PointKind};
 use crate::gbdt::CheckRow;
 use crate::request::{FieldError, ForecastRequest};
 
-/// Version of the manifest schema written by this code (2: check rows).
-pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// Version of the manifest schema written by this code (2: check rows; 3: predictive
+/// distribution, point choice and backtest). Every field added since 1 has a default, so
+/// manifests of older formats still load (without quantiles).
+pub const MANIFEST_FORMAT_VERSION: u32 = 3;
 /// File name of the booster inside a model prefix.
 pub const MODEL_FILE: &str = "model.txt";
 /// File name of the manifest inside a model prefix.
@@ -57,6 +60,17 @@ pub struct ModelManifest {
     /// manifests of format 1, whose models are then refused by the model host.
     #[serde(default)]
     pub check_rows: Vec<CheckRow>,
+    /// The predictive distribution around the booster's predictions, with its calibration
+    /// (format 3). Without it the model answers no quantiles and no SMAPE-optimal points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<DistributionInfo>,
+    /// The point a prediction answers when the request does not say (format 3; `mean`, the
+    /// booster's own prediction, when absent).
+    #[serde(default, skip_serializing_if = "PointKind::is_mean")]
+    pub point: PointKind,
+    /// The rolling-origin backtest of the training recipe (format 3), when one was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtest: Option<serde_json::Value>,
 }
 
 /// The input domain seen in training.
@@ -257,6 +271,25 @@ mod tests {
             domain(vec![], vec![]).check(&request(999, 999), &["body"]),
             []
         );
+    }
+
+    #[test]
+    fn a_format_2_manifest_still_loads_without_a_distribution() {
+        let format_2 = json!({
+            "format_version": 2, "name": "demand", "version": "v1",
+            "features": ["store", "item"], "objective": "regression_l1", "parameters": {},
+            "split": "time:2017-10-01", "metrics": {"smape": 12.5}, "trained_at": "2026-01-01T00:00:00Z",
+            "training_data_sha256": "00", "model_sha256": "11", "num_trees": 3,
+            "domain": {"stores": [1], "items": [1], "date_min": "2013-01-01", "date_max": "2017-12-31"},
+            "rows": {"total": 10, "fit": 8, "validation": 2}, "tool_versions": {},
+            "check_rows": []
+        });
+        let manifest: ModelManifest = serde_json::from_value(format_2.clone()).unwrap();
+        assert_eq!(manifest.distribution, None);
+        assert_eq!(manifest.point, crate::distribution::PointKind::Mean);
+        assert_eq!(manifest.backtest, None);
+        // Written again, it has no new keys: a format-2 reader reads it as before.
+        assert_eq!(serde_json::to_value(&manifest).unwrap(), format_2);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Wire formats of the model Lambda, compatible with MLflow's scoring server.
 //!
 //! Request: exactly one of MLflow's four inputs, or `{"ping": {}}`; an optional `params`
-//! object is accepted and ignored.
+//! object may ask for quantiles (`"quantiles": [0.1, 0.5, 0.9]`) and for the point
+//! (`"point": "mean" | "smape"`); its other keys are ignored, as MLflow's server does.
 //!
 //! - `{"dataframe_split": {"columns": [...], "data": [[...], ...], "index": [...]}}`
 //!   (`index` optional and ignored; without `columns` the rows are positional);
@@ -26,6 +27,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+
+use crate::distribution::{LevelMap, PointKind, parse_levels};
 
 /// The request keys the model host understands, for error messages.
 pub const ACCEPTED_KEYS: [&str; 5] = [
@@ -73,6 +76,26 @@ pub struct ScoringInput {
     pub rows: usize,
     /// `rows * width` finite numbers, row after row.
     pub values: Vec<f64>,
+    /// What `params` asked for besides the plain predictions.
+    pub options: PredictOptions,
+}
+
+/// What a prediction request asks for beyond one number per row (from `params`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct PredictOptions {
+    /// Quantile levels, ascending and distinct, each in (0, 1); `None` when not asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<Vec<f64>>,
+    /// The point to answer; the model's default when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub point: Option<PointKind>,
+}
+
+impl PredictOptions {
+    /// Whether nothing beyond the model's default answer is asked for.
+    pub fn is_plain(&self) -> bool {
+        self.quantiles.is_none() && self.point.is_none()
+    }
 }
 
 /// A decoded invocation of the model Lambda.
@@ -135,6 +158,9 @@ pub struct PredictionsResponse {
     pub predictions: Vec<f64>,
     /// Which model produced them.
     pub model: ModelIdentity,
+    /// When asked for: per level (`p10`, ...), one quantile per input row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<LevelMap<Vec<f64>>>,
 }
 
 /// Where the cold start spent its time, in milliseconds.
@@ -194,6 +220,9 @@ pub enum ModelErrorType {
     ModelUnavailable,
     /// The booster failed; not the caller's fault.
     Internal,
+    /// Quantiles or a SMAPE-optimal point were asked of a model whose manifest has no
+    /// predictive distribution.
+    NoDistribution,
 }
 
 impl ModelErrorType {
@@ -204,6 +233,7 @@ impl ModelErrorType {
             Self::SchemaMismatch => "SchemaMismatch",
             Self::ModelUnavailable => "ModelUnavailable",
             Self::Internal => "Internal",
+            Self::NoDistribution => "NoDistribution",
         }
     }
 }
@@ -384,9 +414,10 @@ impl<'de> Visitor<'de> for PayloadSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let ctx = self.ctx;
         let mut found: Option<(String, ModelInvocation)> = None;
+        let mut options = PredictOptions::default();
         while let Some(key) = map.next_key::<String>()? {
             if key == "params" {
-                map.next_value_seed(ParamsSeed { ctx })?;
+                options = map.next_value_seed(ParamsSeed { ctx })?;
                 continue;
             }
             let Some(input) = ACCEPTED_KEYS.iter().copied().find(|k| *k == key) else {
@@ -419,24 +450,35 @@ impl<'de> Visitor<'de> for PayloadSeed<'_> {
             };
             found = Some((input.to_owned(), invocation));
         }
-        found.map(|(_, invocation)| invocation).ok_or_else(|| {
-            ctx.invalid(format!(
-                "the payload has none of {}; send exactly one",
-                accepted_keys()
-            ))
-        })
+        found
+            .map(|(_, invocation)| match invocation {
+                ModelInvocation::Predict(mut input) => {
+                    input.options = options;
+                    ModelInvocation::Predict(input)
+                }
+                ModelInvocation::Ping => ModelInvocation::Ping,
+            })
+            .ok_or_else(|| {
+                ctx.invalid(format!(
+                    "the payload has none of {}; send exactly one",
+                    accepted_keys()
+                ))
+            })
     }
 }
 
-/// `params`: an object (or null), accepted and ignored.
+/// `params`: an object (or null); `quantiles` and `point` are read, other keys ignored.
 struct ParamsSeed<'c> {
     ctx: &'c Ctx,
 }
 
 impl<'de> DeserializeSeed<'de> for ParamsSeed<'_> {
-    type Value = ();
+    type Value = PredictOptions;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<PredictOptions, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
@@ -449,7 +491,7 @@ impl ParamsSeed<'_> {
 }
 
 impl<'de> Visitor<'de> for ParamsSeed<'_> {
-    type Value = ();
+    type Value = PredictOptions;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object")
@@ -458,17 +500,51 @@ impl<'de> Visitor<'de> for ParamsSeed<'_> {
     reject_scalars!(but_null);
     reject_list!('de);
 
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_unit<E: de::Error>(self) -> Result<PredictOptions, E> {
+        Ok(PredictOptions::default())
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_none<E: de::Error>(self) -> Result<PredictOptions, E> {
+        Ok(PredictOptions::default())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(())
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PredictOptions, A::Error> {
+        let mut options = PredictOptions::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "quantiles" => {
+                    let levels: Vec<Value> = map.next_value().map_err(|_: A::Error| {
+                        self.ctx.invalid::<A::Error>(
+                            "params.quantiles must be a list of numbers in (0, 1)".to_owned(),
+                        )
+                    })?;
+                    let numbers: Option<Vec<f64>> = levels.iter().map(Value::as_f64).collect();
+                    let numbers = numbers.ok_or_else(|| {
+                        self.ctx.invalid::<A::Error>(
+                            "params.quantiles must be a list of numbers in (0, 1)".to_owned(),
+                        )
+                    })?;
+                    let levels = parse_levels(&numbers).map_err(|e| {
+                        self.ctx
+                            .invalid::<A::Error>(format!("params.quantiles: {e}"))
+                    })?;
+                    options.quantiles = Some(levels);
+                }
+                "point" => {
+                    let point: Value = map.next_value()?;
+                    let point = point.as_str().and_then(PointKind::parse).ok_or_else(|| {
+                        self.ctx.invalid::<A::Error>(
+                            "params.point must be \"mean\" or \"smape\"".to_owned(),
+                        )
+                    })?;
+                    options.point = Some(point);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(options)
     }
 }
 
@@ -540,6 +616,7 @@ impl<'c> Rows<'c> {
             width,
             rows: self.rows,
             values: self.values,
+            options: PredictOptions::default(),
         }
     }
 
@@ -1249,6 +1326,7 @@ impl<'de> Visitor<'de> for InstancesSeed<'_> {
             columns: Some(columns),
             rows,
             values,
+            options: PredictOptions::default(),
         })
     }
 }
@@ -2305,6 +2383,7 @@ mod tests {
                     width,
                     rows: data.len(),
                     values: data.concat(),
+                    options: PredictOptions::default(),
                 };
                 let split = DataframeSplit { columns: columns.clone(), data: data.clone(), index: None };
                 let records: Vec<Value> = data

@@ -3,8 +3,11 @@
 //! `lightgbm3` calls for the same rows, on a 3000-round booster with the original notebook's
 //! parameters; and parsing the model text, natively and by LightGBM (the cold start's share).
 //!
+//! The `quantiles_*` groups measure the same handler path with P10/P50/P90 asked for.
+//!
 //! `cargo bench -p model` trains that booster once on synthetic store/item/date data and caches
-//! it in the target directory; `MODEL_BENCH_MODEL_DIR=<dir with model.txt>` uses another.
+//! it in the target directory; `MODEL_BENCH_MODEL_DIR=<dir with model.txt>` uses another
+//! (with its own `manifest.json` when the directory has one, as `demand train` writes it).
 
 // A failed setup step is a failed benchmark.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -31,6 +34,10 @@ const MAX_ROWS: usize = 50_000;
 fn model_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("MODEL_BENCH_MODEL_DIR") {
         let dir = PathBuf::from(dir);
+        // A model `demand train` wrote is used as it is, with its own manifest.
+        if dir.join("manifest.json").exists() {
+            return dir;
+        }
         let text = std::fs::read_to_string(dir.join("model.txt")).unwrap();
         let manifest = synthetic::manifest_for(&text, "bench", "external", ROUNDS);
         let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("model-bench-external");
@@ -86,6 +93,7 @@ fn overhead_path(body: &[u8], predictions: &[f64]) -> Vec<u8> {
             name: "bench".to_owned(),
             version: "synthetic".to_owned(),
         },
+        quantiles: None,
     };
     serde_json::to_vec(&answer).unwrap()
 }
@@ -100,7 +108,7 @@ fn benches(c: &mut Criterion) {
     let model = runtime
         .block_on(load_model(&LocalFileStore, &location))
         .unwrap();
-    assert_eq!(model.booster.num_trees(), ROUNDS as usize);
+    assert_eq!(model.booster.num_trees(), model.manifest.num_trees as usize);
 
     let text = std::fs::read_to_string(dir.join("model.txt")).unwrap();
     let raw = lightgbm3::Booster::from_string(&text).unwrap();
@@ -122,6 +130,61 @@ fn benches(c: &mut Criterion) {
         b.iter(|| lightgbm3::Booster::from_string(black_box(&text)).unwrap());
     });
     parse.finish();
+
+    // The quantile path: the same handler and rows with `params.quantiles` (P10/P50/P90),
+    // against a manifest carrying a negative binomial distribution.
+    let mut with_distribution = runtime
+        .block_on(load_model(&LocalFileStore, &location))
+        .unwrap();
+    // A trained model's own distribution, else a negative binomial like the ones training fits.
+    with_distribution.manifest.distribution = with_distribution.manifest.distribution.take().or(
+        Some(forecast::distribution::DistributionInfo {
+            predictive: forecast::distribution::Predictive::negative_binomial(0.02),
+            estimated_on: "bench".to_owned(),
+            rows: 0,
+            ties: "half".to_owned(),
+            calibration: Vec::new(),
+            alternatives: Vec::new(),
+        }),
+    );
+    for rows in [1usize, 100] {
+        let values = synthetic::query_rows(rows);
+        let plain = synthetic::dataframe_split(&values);
+        let mut asked: serde_json::Value = serde_json::from_str(&plain).unwrap();
+        asked["params"] = serde_json::json!({"quantiles": [0.1, 0.5, 0.9]});
+        let asked = asked.to_string().into_bytes();
+        let plain = plain.into_bytes();
+        let answered: serde_json::Value =
+            serde_json::from_slice(&handler_path(&with_distribution, &asked)).unwrap();
+        assert_eq!(answered["quantiles"]["p90"].as_array().unwrap().len(), rows);
+        let mut group = c.benchmark_group(format!("quantiles_{rows}"));
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_function(BenchmarkId::new("plain", rows), |b| {
+            b.iter(|| handler_path(&with_distribution, black_box(&plain)));
+        });
+        group.bench_function(BenchmarkId::new("p10_p50_p90", rows), |b| {
+            b.iter(|| handler_path(&with_distribution, black_box(&asked)));
+        });
+        // The distribution maths alone, on the booster's predictions for the same rows.
+        let means = with_distribution.booster.predict(&values).unwrap();
+        let predictive = with_distribution
+            .manifest
+            .distribution
+            .as_ref()
+            .map(|d| d.predictive)
+            .unwrap();
+        group.bench_function(BenchmarkId::new("quantiles_only", rows), |b| {
+            let mut out = Vec::new();
+            b.iter(|| {
+                for mean in black_box(&means) {
+                    predictive
+                        .at(*mean)
+                        .quantiles_into(&[0.1, 0.5, 0.9], &mut out);
+                }
+            });
+        });
+        group.finish();
+    }
 
     for rows in [1usize, 100, 10_000] {
         let values = synthetic::query_rows(rows);

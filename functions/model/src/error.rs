@@ -164,6 +164,10 @@ pub enum ModelError {
     /// The booster failed.
     #[error("{0}")]
     Internal(String),
+    /// Quantiles or a SMAPE-optimal point were asked of a model without a predictive
+    /// distribution in its manifest.
+    #[error("{0}")]
+    NoDistribution(String),
 }
 
 impl ModelError {
@@ -174,6 +178,7 @@ impl ModelError {
             Self::SchemaMismatch(_) => ModelErrorType::SchemaMismatch,
             Self::ModelUnavailable(_) => ModelErrorType::ModelUnavailable,
             Self::Internal(_) => ModelErrorType::Internal,
+            Self::NoDistribution(_) => ModelErrorType::NoDistribution,
         }
     }
 }
@@ -184,6 +189,7 @@ impl From<InvalidPayload> for ModelError {
             ModelErrorType::SchemaMismatch => Self::SchemaMismatch(err.message),
             ModelErrorType::ModelUnavailable => Self::ModelUnavailable(err.message),
             ModelErrorType::Internal => Self::Internal(err.message),
+            ModelErrorType::NoDistribution => Self::NoDistribution(err.message),
             ModelErrorType::InvalidInput => Self::InvalidInput(err.message),
         }
     }
@@ -209,6 +215,7 @@ mod tests {
             (ModelError::SchemaMismatch("x".into()), "SchemaMismatch"),
             (ModelError::ModelUnavailable("x".into()), "ModelUnavailable"),
             (ModelError::Internal("x".into()), "Internal"),
+            (ModelError::NoDistribution("x".into()), "NoDistribution"),
         ] {
             let diagnostic = Diagnostic::from(err);
             assert_eq!(diagnostic.error_type, name);

@@ -1,5 +1,6 @@
 //! One invocation: decode the MLflow payload, align columns to the model, predict, answer.
 
+use forecast::distribution::{LevelMap, PointKind, level_key};
 use forecast::wire::{
     DEFAULT_MAX_ROWS, ModelIdentity, ModelInvocation, PingResponse, PredictionsResponse,
     ScoringInput, echo,
@@ -76,24 +77,60 @@ pub fn ping(model: &LoadedModel, max_rows: usize) -> PingResponse {
 
 fn predict(model: &LoadedModel, input: ScoringInput) -> Result<PredictionsResponse, ModelError> {
     let rows = input.rows;
+    let options = input.options.clone();
     let values = align(&model.manifest.features, input)?;
-    let predictions = model.booster.predict(&values).map_err(|e| {
+    let means = model.booster.predict(&values).map_err(|e| {
         tracing::error!(error = %e, "prediction failed");
         ModelError::Internal("the booster failed to predict".to_owned())
     })?;
-    if predictions.len() != rows {
+    if means.len() != rows {
         tracing::error!(
             rows,
-            predictions = predictions.len(),
+            predictions = means.len(),
             "the booster answered the wrong number of predictions"
         );
         return Err(ModelError::Internal(
             "the booster answered the wrong number of predictions".to_owned(),
         ));
     }
+    let point = options.point.unwrap_or(model.manifest.point);
+    if options.quantiles.is_none() && point == PointKind::Mean {
+        // The path every existing client takes: the booster's predictions, untouched.
+        return Ok(PredictionsResponse {
+            predictions: means,
+            model: identity(model),
+            quantiles: None,
+        });
+    }
+    let Some(distribution) = &model.manifest.distribution else {
+        return Err(ModelError::NoDistribution(format!(
+            "model {}/{} has no predictive distribution in its manifest, so it answers no quantiles and no SMAPE-optimal point; ask without them or publish a model trained with distribution metadata (manifest format 3)",
+            model.manifest.name, model.manifest.version
+        )));
+    };
+    let predictive = distribution.predictive;
+    let quantiles = options.quantiles.map(|levels| {
+        let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(rows); levels.len()];
+        let mut row = Vec::with_capacity(levels.len());
+        for mean in &means {
+            predictive.at(*mean).quantiles_into(&levels, &mut row);
+            for (column, value) in columns.iter_mut().zip(&row) {
+                column.push(*value);
+            }
+        }
+        LevelMap(levels.iter().map(|l| level_key(*l)).zip(columns).collect())
+    });
+    let predictions = match point {
+        PointKind::Mean => means,
+        PointKind::Smape => means
+            .iter()
+            .map(|mean| predictive.at(*mean).smape_point())
+            .collect(),
+    };
     Ok(PredictionsResponse {
         predictions,
         model: identity(model),
+        quantiles,
     })
 }
 
@@ -317,6 +354,133 @@ mod model_tests {
         assert_eq!(value["predictions"].as_array().unwrap().len(), 1);
         let decoded: PredictionsResponse = serde_json::from_value(value).unwrap();
         assert!(decoded.predictions[0].is_finite());
+    }
+
+    fn with_distribution(dispersion: f64) -> LoadedModel {
+        use forecast::distribution::{DistributionInfo, Predictive};
+        let mut model = loaded();
+        model.manifest.distribution = Some(DistributionInfo {
+            predictive: Predictive::negative_binomial(dispersion),
+            estimated_on: "time:2017-10-01".into(),
+            rows: 100,
+            ties: "half".into(),
+            calibration: vec![],
+            alternatives: vec![],
+        });
+        model
+    }
+
+    fn answer(model: &LoadedModel, payload: Value) -> PredictionsResponse {
+        let from_tree = handle_invocation(model, payload.clone());
+        let from_text = handle_json(model, &payload.to_string(), DEFAULT_MAX_ROWS);
+        assert_eq!(from_tree, from_text, "{payload}");
+        match from_text {
+            Ok(ModelResponse::Predictions(p)) => p,
+            other => panic!("expected predictions, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn quantiles_come_from_the_manifest_distribution_around_unchanged_predictions() {
+        let model = with_distribution(0.05);
+        let rows = json!([[19, 0], [0, 19], [7.5, 3]]);
+        let plain = answer(&model, json!({ "instances": rows }));
+        let asked = answer(
+            &model,
+            json!({"params": {"quantiles": [0.9, 0.1, 0.5]}, "instances": rows}),
+        );
+        assert_eq!(asked.predictions, plain.predictions);
+        let quantiles = asked.quantiles.unwrap();
+        let keys: Vec<&str> = quantiles.0.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["p10", "p50", "p90"]);
+        let predictive = forecast::distribution::Predictive::negative_binomial(0.05);
+        for (row, mean) in plain.predictions.iter().enumerate() {
+            let expected = predictive.at(*mean).quantiles(&[0.1, 0.5, 0.9]);
+            let served: Vec<f64> = quantiles.0.iter().map(|(_, column)| column[row]).collect();
+            assert_eq!(served, expected, "row {row}");
+            assert!(served[0] <= served[1] && served[1] <= served[2]);
+        }
+    }
+
+    #[test]
+    fn a_plain_request_answers_exactly_what_it_did_before() {
+        // With or without a distribution in the manifest, no `params` means no new keys.
+        for model in [loaded(), with_distribution(0.05)] {
+            let text = serde_json::to_string(
+                &handle_json(&model, r#"{"instances": [[1, 2]]}"#, 3).unwrap(),
+            )
+            .unwrap();
+            let prediction = model.booster.predict(&[1.0, 2.0]).unwrap()[0];
+            assert_eq!(
+                text,
+                format!(
+                    r#"{{"predictions":[{}],"model":{{"name":"tiny","version":"t1"}}}}"#,
+                    serde_json::to_string(&prediction).unwrap()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn the_smape_point_replaces_the_prediction_when_asked() {
+        let model = with_distribution(0.05);
+        let plain = answer(&model, json!({"instances": [[19, 0]]}));
+        let smape = answer(
+            &model,
+            json!({"instances": [[19, 0]], "params": {"point": "smape"}}),
+        );
+        let expected = forecast::distribution::Predictive::negative_binomial(0.05)
+            .at(plain.predictions[0])
+            .smape_point();
+        assert_eq!(smape.predictions, [expected]);
+        assert!(smape.quantiles.is_none());
+        let mean = answer(
+            &model,
+            json!({"instances": [[19, 0]], "params": {"point": "mean"}}),
+        );
+        assert_eq!(mean.predictions, plain.predictions);
+    }
+
+    #[test]
+    fn a_model_without_a_distribution_refuses_quantiles_and_smape_points_clearly() {
+        let model = loaded();
+        for params in [json!({"quantiles": [0.5]}), json!({"point": "smape"})] {
+            let err = failure(&model, json!({"instances": [[1, 2]], "params": params}));
+            assert!(
+                matches!(&err, ModelError::NoDistribution(m) if m.contains("tiny/t1 has no predictive distribution")),
+                "{err:?}"
+            );
+            assert_eq!(err.error_type().as_str(), "NoDistribution");
+        }
+    }
+
+    #[test]
+    fn bad_quantile_params_are_invalid_input() {
+        let model = with_distribution(0.0);
+        for (params, needle) in [
+            (
+                json!({"quantiles": [0.0]}),
+                "strictly between 0 and 1, got 0",
+            ),
+            (
+                json!({"quantiles": [1.5]}),
+                "strictly between 0 and 1, got 1.5",
+            ),
+            (json!({"quantiles": []}), "at least one quantile level"),
+            (
+                json!({"quantiles": vec![0.5; 20]}),
+                "at most 19 quantile levels",
+            ),
+            (json!({"quantiles": ["0.5"]}), "must be a list of numbers"),
+            (json!({"quantiles": 0.5}), "must be a list of numbers"),
+            (json!({"point": "median"}), "params.point must be"),
+        ] {
+            let err = failure(&model, json!({"params": params, "instances": [[1, 2]]}));
+            assert!(
+                matches!(&err, ModelError::InvalidInput(m) if m.contains(needle)),
+                "{params}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub(crate) fn manifest_for(model_text: &str) -> ModelManifest {
         },
         tool_versions: Default::default(),
         check_rows: trainer::train::check_rows(model_text, &[1.0, 1.0]).unwrap_or_default(),
+        distribution: None,
+        point: Default::default(),
+        backtest: None,
     }
 }
 

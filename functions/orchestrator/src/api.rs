@@ -4,11 +4,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use forecast::ForecastRequest;
+use forecast::distribution::LevelMap;
 use forecast::features;
 use forecast::wire::{
-    DataframeSplit, ModelErrorType, ModelIdentity, PingResponse, PredictionsResponse,
+    DataframeSplit, ModelErrorType, ModelIdentity, PingResponse, PredictOptions,
+    PredictionsResponse,
 };
+use forecast::{FieldError, ForecastRequest};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use lambda_http::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
@@ -106,10 +108,48 @@ pub const CHUNK_TRIES: usize = 3;
 /// out-of-domain requests costs at most one ping per interval.
 pub const DOMAIN_RECHECK_AFTER: Duration = Duration::from_secs(1);
 
+/// A request's answers: one point per row and, when asked for, quantile columns by level.
+#[derive(Debug, Default)]
+struct Predicted {
+    sales: Vec<f64>,
+    quantiles: Option<LevelMap<Vec<f64>>>,
+}
+
+impl Predicted {
+    /// The quantiles of row `row`, by level.
+    fn quantiles_of(&self, row: usize) -> Option<LevelMap<f64>> {
+        self.quantiles.as_ref().map(|columns| {
+            LevelMap(
+                columns
+                    .0
+                    .iter()
+                    .map(|(key, column)| {
+                        (key.clone(), column.get(row).copied().unwrap_or(f64::NAN))
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// Appends the answers of the next chunk.
+    fn extend(&mut self, chunk: Predicted) {
+        self.sales.extend(chunk.sales);
+        match (&mut self.quantiles, chunk.quantiles) {
+            (Some(columns), Some(more)) => {
+                for ((_, column), (_, extra)) in columns.0.iter_mut().zip(more.0) {
+                    column.extend(extra);
+                }
+            }
+            (slot @ None, more) => *slot = more,
+            (Some(_), None) => {}
+        }
+    }
+}
+
 /// How one attempt at predicting a request's rows ended.
 enum Prediction {
     /// Every row, in order, from the model the manifest describes.
-    Done(Vec<f64>),
+    Done(Predicted),
     /// A model answer showed the manifest is stale (why, for the log).
     ModelChanged(String),
 }
@@ -240,15 +280,27 @@ impl<C: ModelClient> Orchestrator<C> {
         trace: &mut Trace,
     ) -> Result<Response<Body>, ApiError> {
         let body = self.json_body(request)?;
-        let forecast =
-            ForecastRequest::from_json(&body, &["body"]).map_err(ApiError::Validation)?;
-        let (sales, _) = self
-            .predict_with_one_model(&[forecast], 1, &|_| vec!["body".to_owned()], trace)
-            .await?;
-        let sales = sales.first().copied().ok_or_else(|| {
+        let forecast = ForecastRequest::from_json(&body, &["body"]);
+        let options = decode::body_options(&body);
+        let (forecast, options) = both(forecast, options)?;
+        let (predicted, _) = self
+            .predict_with_one_model(
+                &[forecast],
+                1,
+                &|_| vec!["body".to_owned()],
+                &options,
+                trace,
+            )
+            .await
+            .map_err(|e| no_distribution(e, "body", &options))?;
+        let sales = predicted.sales.first().copied().ok_or_else(|| {
             ModelCallError::BadResponse("no prediction for the request".to_owned())
         })?;
-        Ok(json_response(ok_builder(), &PredictResponse { sales }))
+        let quantiles = predicted.quantiles_of(0);
+        Ok(json_response(
+            ok_builder(),
+            &PredictResponse { sales, quantiles },
+        ))
     }
 
     async fn predict_batch(
@@ -257,21 +309,26 @@ impl<C: ModelClient> Orchestrator<C> {
         trace: &mut Trace,
     ) -> Result<Response<Body>, ApiError> {
         let body = self.json_body(request)?;
-        let requests = decode::batch_instances(&body).map_err(ApiError::Validation)?;
+        let requests = decode::batch_instances(&body);
+        let options = decode::body_options(&body);
+        let (requests, options) = both(requests, options)?;
         drop(body);
         let at_instance =
             |index: usize| vec!["body".to_owned(), "instances".to_owned(), index.to_string()];
-        let (sales, identity) = self
-            .predict_with_one_model(&requests, requests.len(), &at_instance, trace)
-            .await?;
+        let (predicted, identity) = self
+            .predict_with_one_model(&requests, requests.len(), &at_instance, &options, trace)
+            .await
+            .map_err(|e| no_distribution(e, "body", &options))?;
         let predictions = requests
             .iter()
-            .zip(sales)
-            .map(|(request, sales)| BatchPrediction {
+            .zip(&predicted.sales)
+            .enumerate()
+            .map(|(row, (request, sales))| BatchPrediction {
                 date: request.date.to_string(),
                 store: request.store.get(),
                 item: request.item.get(),
-                sales,
+                sales: *sales,
+                quantiles: predicted.quantiles_of(row),
             })
             .collect();
         let answer = BatchResponse {
@@ -286,18 +343,23 @@ impl<C: ModelClient> Orchestrator<C> {
         request: &Request,
         trace: &mut Trace,
     ) -> Result<Response<Body>, ApiError> {
-        let query = decode::forecast_query(request.uri().query()).map_err(ApiError::Validation)?;
+        let query = decode::forecast_query(request.uri().query());
+        let options = decode::query_options(request.uri().query());
+        let (query, options) = both(query, options)?;
         let requests = query.requests();
         // Every day has the same store and item: the first stands for all.
-        let (sales, identity) = self
-            .predict_with_one_model(&requests, 1, &|_| vec!["query".to_owned()], trace)
-            .await?;
+        let (predicted, identity) = self
+            .predict_with_one_model(&requests, 1, &|_| vec!["query".to_owned()], &options, trace)
+            .await
+            .map_err(|e| no_distribution(e, "query", &options))?;
         let forecast = requests
             .iter()
-            .zip(sales)
-            .map(|(request, sales)| ForecastPoint {
+            .zip(&predicted.sales)
+            .enumerate()
+            .map(|(row, (request, sales))| ForecastPoint {
                 date: request.date.to_string(),
-                sales,
+                sales: *sales,
+                quantiles: predicted.quantiles_of(row),
             })
             .collect();
         let answer = ForecastResponse {
@@ -396,8 +458,9 @@ impl<C: ModelClient> Orchestrator<C> {
         requests: &[ForecastRequest],
         checked: usize,
         loc: &(dyn Fn(usize) -> Vec<String> + Sync),
+        options: &PredictOptions,
         trace: &mut Trace,
-    ) -> Result<(Vec<f64>, ModelIdentity), ApiError> {
+    ) -> Result<(Predicted, ModelIdentity), ApiError> {
         let checked = &requests[..checked.min(requests.len())];
         let mut model = self.model_info(trace).await?;
         let mut changes = 0;
@@ -407,8 +470,8 @@ impl<C: ModelClient> Orchestrator<C> {
                     .recheck_domain(model, rejected, checked, loc, trace)
                     .await?;
             }
-            match self.predict_rows(&model, requests, trace).await? {
-                Prediction::Done(sales) => return Ok((sales, model.identity.clone())),
+            match self.predict_rows(&model, requests, options, trace).await? {
+                Prediction::Done(predicted) => return Ok((predicted, model.identity.clone())),
                 Prediction::ModelChanged(reason) => {
                     changes += 1;
                     tracing::info!(
@@ -461,6 +524,7 @@ impl<C: ModelClient> Orchestrator<C> {
         &self,
         model: &Arc<ModelInfo>,
         requests: &[ForecastRequest],
+        options: &PredictOptions,
         trace: &mut Trace,
     ) -> Result<Prediction, ModelCallError> {
         let chunk_rows = self
@@ -475,27 +539,32 @@ impl<C: ModelClient> Orchestrator<C> {
         // first failure drops the rest, cancelling their invocations.
         let calls: Vec<_> = requests
             .chunks(chunk_rows)
-            .map(|chunk| self.predict_chunk(model, chunk, &invokes))
+            .map(|chunk| self.predict_chunk(model, chunk, options, &invokes))
             .collect();
-        let chunks: Result<Vec<Vec<f64>>, ChunkFailure> = stream::iter(calls)
+        let chunks: Result<Vec<Predicted>, ChunkFailure> = stream::iter(calls)
             .buffered(self.limits.concurrency.max(1))
             .try_collect()
             .await;
         trace.invoked(started, invokes.load(Ordering::Relaxed));
-        let predictions: Vec<f64> = match chunks {
-            Ok(chunks) => chunks.into_iter().flatten().collect(),
+        let predictions = match chunks {
+            Ok(chunks) => chunks
+                .into_iter()
+                .fold(Predicted::default(), |mut all, chunk| {
+                    all.extend(chunk);
+                    all
+                }),
             Err(ChunkFailure::Call(err)) => return Err(err),
             Err(ChunkFailure::ModelChanged(reason)) => {
                 return Ok(Prediction::ModelChanged(reason));
             }
         };
-        if predictions.is_empty() {
+        if predictions.sales.is_empty() {
             return Err(ModelCallError::BadResponse(
                 "no rows were sent to the model".to_owned(),
             ));
         }
         trace.model_version = Some(model.identity.version.clone());
-        trace.rows = predictions.len();
+        trace.rows = predictions.sales.len();
         Ok(Prediction::Done(predictions))
     }
 
@@ -508,13 +577,14 @@ impl<C: ModelClient> Orchestrator<C> {
         &self,
         model: &Arc<ModelInfo>,
         chunk: &[ForecastRequest],
+        options: &PredictOptions,
         invokes: &AtomicUsize,
-    ) -> Result<Vec<f64>, ChunkFailure> {
+    ) -> Result<Predicted, ChunkFailure> {
         let mut tries = 0;
         loop {
             tries += 1;
             invokes.fetch_add(1, Ordering::Relaxed);
-            let stale = match self.invoke_chunk(model, chunk).await {
+            let stale = match self.invoke_chunk(model, chunk, options).await {
                 Ok((predictions, identity)) if identity == model.identity => {
                     return Ok(predictions);
                 }
@@ -547,7 +617,8 @@ impl<C: ModelClient> Orchestrator<C> {
         &self,
         model: &ModelInfo,
         chunk: &[ForecastRequest],
-    ) -> Result<(Vec<f64>, ModelIdentity), ModelCallError> {
+        options: &PredictOptions,
+    ) -> Result<(Predicted, ModelIdentity), ModelCallError> {
         let split = DataframeSplit {
             columns: model.columns.clone(),
             data: chunk
@@ -556,11 +627,13 @@ impl<C: ModelClient> Orchestrator<C> {
                 .collect(),
             index: None,
         };
-        let answer: PredictionsResponse = decode_answer(
-            self.client
-                .invoke(json!({ "dataframe_split": split }))
-                .await?,
-        )?;
+        // A plain request sends exactly the payload it always did.
+        let payload = if options.is_plain() {
+            json!({ "dataframe_split": split })
+        } else {
+            json!({ "dataframe_split": split, "params": options })
+        };
+        let answer: PredictionsResponse = decode_answer(self.client.invoke(payload).await?)?;
         if answer.predictions.len() != chunk.len() {
             return Err(ModelCallError::BadResponse(format!(
                 "expected {} predictions, got {}",
@@ -573,7 +646,69 @@ impl<C: ModelClient> Orchestrator<C> {
                 "the model answered a non-finite prediction ({bad})"
             )));
         }
-        Ok((answer.predictions, answer.model))
+        let quantiles = match (&options.quantiles, answer.quantiles) {
+            (None, _) => None,
+            (Some(levels), Some(columns)) => {
+                let complete = columns.0.len() == levels.len()
+                    && columns.0.iter().all(|(_, column)| {
+                        column.len() == chunk.len() && column.iter().all(|q| q.is_finite())
+                    });
+                if !complete {
+                    return Err(ModelCallError::BadResponse(
+                        "the model's quantiles do not match the levels and rows asked for"
+                            .to_owned(),
+                    ));
+                }
+                Some(columns)
+            }
+            (Some(_), None) => {
+                return Err(ModelCallError::BadResponse(
+                    "the model answered no quantiles".to_owned(),
+                ));
+            }
+        };
+        Ok((
+            Predicted {
+                sales: answer.predictions,
+                quantiles,
+            },
+            answer.model,
+        ))
+    }
+}
+
+/// Both validations' field errors in one 422, or both values.
+fn both<A, B>(
+    a: Result<A, Vec<FieldError>>,
+    b: Result<B, Vec<FieldError>>,
+) -> Result<(A, B), ApiError> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (a, b) => Err(ApiError::Validation(
+            a.err().into_iter().chain(b.err()).flatten().collect(),
+        )),
+    }
+}
+
+/// A model without a predictive distribution refuses quantiles and SMAPE points: that is the
+/// request asking for what this model cannot answer, a 422 at the field that asked.
+fn no_distribution(err: ApiError, at: &str, options: &PredictOptions) -> ApiError {
+    match err {
+        ApiError::Model(ModelCallError::FunctionError { error_type, .. })
+            if error_type == ModelErrorType::NoDistribution.as_str() =>
+        {
+            let field = if options.quantiles.is_some() {
+                "quantiles"
+            } else {
+                "point"
+            };
+            ApiError::Validation(vec![FieldError::new(
+                &[at, field],
+                "the model being served has no predictive distribution, so it answers no quantiles and no SMAPE-optimal point; ask without them",
+                "no_distribution",
+            )])
+        }
+        other => other,
     }
 }
 

@@ -4,6 +4,8 @@
 //! comes back as an error for the client (400 for an unreadable body, field errors for 422).
 
 use chrono::{Datelike, Days};
+use forecast::distribution::{DEFAULT_LEVELS, MAX_LEVELS, PointKind, parse_levels};
+use forecast::wire::PredictOptions;
 use forecast::{FieldError, ForecastRequest};
 use serde_json::{Map, Value};
 
@@ -235,6 +237,133 @@ fn parse_days(raw: Option<&str>) -> Result<u32, FieldError> {
                 "less_than_equal",
             )
         })
+}
+
+/// Reads the optional answer fields of a JSON body: `quantiles` (a list of levels in (0, 1),
+/// or `true` for P10/P50/P90) and `point` (`mean` or `smape`). Absent or null fields ask for
+/// nothing, so bodies of existing clients decode to the plain answer.
+pub fn body_options(body: &Value) -> Result<PredictOptions, Vec<FieldError>> {
+    let Some(object) = body.as_object() else {
+        return Ok(PredictOptions::default());
+    };
+    let mut errors = Vec::new();
+    let quantiles = match object.get("quantiles") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(DEFAULT_LEVELS.to_vec()),
+        Some(Value::Array(levels)) => {
+            let numbers: Option<Vec<f64>> = levels.iter().map(Value::as_f64).collect();
+            match numbers {
+                Some(numbers) => levels_or_error(&numbers, &["body", "quantiles"], &mut errors),
+                None => {
+                    errors.push(quantiles_type_error(&["body", "quantiles"]));
+                    None
+                }
+            }
+        }
+        Some(_) => {
+            errors.push(quantiles_type_error(&["body", "quantiles"]));
+            None
+        }
+    };
+    let point = match object.get("point") {
+        None | Some(Value::Null) => None,
+        Some(value) => point_or_error(value.as_str(), &["body", "point"], &mut errors),
+    };
+    if errors.is_empty() {
+        Ok(PredictOptions { quantiles, point })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads `quantiles=0.1,0.5,0.9` (or `quantiles=true` for P10/P50/P90) and `point=` from a
+/// forecast query string; the first of a repeated parameter counts, as for the others.
+pub fn query_options(query: Option<&str>) -> Result<PredictOptions, Vec<FieldError>> {
+    let (mut quantiles_raw, mut point_raw) = (None, None);
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "quantiles" => {
+                quantiles_raw.get_or_insert_with(|| value.into_owned());
+            }
+            "point" => {
+                point_raw.get_or_insert_with(|| value.into_owned());
+            }
+            _ => {}
+        }
+    }
+    let mut errors = Vec::new();
+    let loc = ["query", "quantiles"];
+    let quantiles = match quantiles_raw.as_deref().map(str::trim) {
+        None | Some("false") => None,
+        Some("true") => Some(DEFAULT_LEVELS.to_vec()),
+        Some(raw) => {
+            let numbers: Result<Vec<f64>, _> = raw
+                .split(',')
+                .map(|part| part.trim().parse::<f64>())
+                .collect();
+            match numbers {
+                Ok(numbers) => levels_or_error(&numbers, &loc, &mut errors),
+                Err(_) => {
+                    errors.push(quantiles_type_error(&loc));
+                    None
+                }
+            }
+        }
+    };
+    let point =
+        point_raw.and_then(|raw| point_or_error(Some(&raw), &["query", "point"], &mut errors));
+    if errors.is_empty() {
+        Ok(PredictOptions { quantiles, point })
+    } else {
+        Err(errors)
+    }
+}
+
+fn levels_or_error(
+    numbers: &[f64],
+    loc: &[&str],
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<f64>> {
+    match parse_levels(numbers) {
+        Ok(levels) => Some(levels),
+        Err(err) => {
+            let kind = if numbers.len() > MAX_LEVELS {
+                "too_long"
+            } else if numbers.is_empty() {
+                "too_short"
+            } else {
+                "quantile_level"
+            };
+            errors.push(FieldError::new(loc, err.to_string(), kind));
+            None
+        }
+    }
+}
+
+fn quantiles_type_error(loc: &[&str]) -> FieldError {
+    FieldError::new(
+        loc,
+        format!(
+            "expected a list of 1 to {MAX_LEVELS} levels strictly between 0 and 1 (or true for 0.1, 0.5, 0.9)"
+        ),
+        "quantiles_type",
+    )
+}
+
+fn point_or_error(
+    raw: Option<&str>,
+    loc: &[&str],
+    errors: &mut Vec<FieldError>,
+) -> Option<PointKind> {
+    let point = raw.and_then(PointKind::parse);
+    if point.is_none() {
+        errors.push(FieldError::new(
+            loc,
+            "expected \"mean\" or \"smape\"",
+            "enum",
+        ));
+    }
+    point
 }
 
 #[cfg(test)]
@@ -501,6 +630,107 @@ mod tests {
                     prop_assert!(requests.iter().all(|r| forecast::date::YEARS.contains(&r.date.year())));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn answer_options_default_to_the_plain_answer() {
+        let plain = PredictOptions::default();
+        assert_eq!(
+            body_options(&json!({"date": "2018-01-01", "store": 1, "item": 1})),
+            Ok(plain.clone())
+        );
+        assert_eq!(
+            body_options(&json!({"quantiles": null, "point": null})),
+            Ok(plain.clone())
+        );
+        assert_eq!(
+            query_options(Some("store=1&item=1&start=2018-01-01&days=3")),
+            Ok(plain)
+        );
+    }
+
+    #[test]
+    fn answer_options_read_levels_and_points() {
+        let expected = PredictOptions {
+            quantiles: Some(vec![0.1, 0.5, 0.9]),
+            point: Some(PointKind::Smape),
+        };
+        assert_eq!(
+            body_options(&json!({"quantiles": [0.9, 0.5, 0.1], "point": "smape"})),
+            Ok(expected.clone())
+        );
+        assert_eq!(
+            body_options(&json!({"quantiles": true, "point": "smape"})),
+            Ok(expected.clone())
+        );
+        assert_eq!(
+            query_options(Some("quantiles=0.9%2C0.5,0.1&point=smape")),
+            Ok(expected.clone())
+        );
+        assert_eq!(
+            query_options(Some("quantiles=true&point=smape")),
+            Ok(expected)
+        );
+    }
+
+    #[test]
+    fn bad_answer_options_are_located_field_errors() {
+        for (body, loc, kind) in [
+            (
+                json!({"quantiles": [0.0]}),
+                "body.quantiles",
+                "quantile_level",
+            ),
+            (
+                json!({"quantiles": [1.0]}),
+                "body.quantiles",
+                "quantile_level",
+            ),
+            (
+                json!({"quantiles": [0.5, 1.2]}),
+                "body.quantiles",
+                "quantile_level",
+            ),
+            (
+                json!({"quantiles": vec![0.5; MAX_LEVELS + 1]}),
+                "body.quantiles",
+                "too_long",
+            ),
+            (json!({"quantiles": []}), "body.quantiles", "too_short"),
+            (
+                json!({"quantiles": ["0.5"]}),
+                "body.quantiles",
+                "quantiles_type",
+            ),
+            (
+                json!({"quantiles": "0.5"}),
+                "body.quantiles",
+                "quantiles_type",
+            ),
+            (json!({"point": "median"}), "body.point", "enum"),
+            (json!({"point": 1}), "body.point", "enum"),
+        ] {
+            let errors = body_options(&body).unwrap_err();
+            assert_eq!(
+                errors.iter().map(|e| e.loc.join(".")).collect::<Vec<_>>(),
+                [loc],
+                "{body}"
+            );
+            assert_eq!(errors[0].kind, kind, "{body}");
+        }
+        for (query, loc) in [
+            ("quantiles=0", "query.quantiles"),
+            ("quantiles=0.5,abc", "query.quantiles"),
+            ("quantiles=", "query.quantiles"),
+            ("point=max", "query.point"),
+        ] {
+            let errors = query_options(Some(query)).unwrap_err();
+            assert_eq!(
+                errors.iter().map(|e| e.loc.join(".")).collect::<Vec<_>>(),
+                [loc],
+                "{query}"
+            );
         }
     }
 }

@@ -7,6 +7,7 @@
 //! document.
 
 use forecast::FieldError;
+use forecast::distribution::{LevelMap, MAX_LEVELS};
 use forecast::wire::ModelIdentity;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -27,13 +28,37 @@ pub struct PredictRequest {
     /// Item id; must be one the model was trained on (422 names the known range).
     #[schema(minimum = 1, maximum = 1_000_000)]
     pub item: u32,
+    /// Quantile levels to answer beside `sales` (`true` for 0.1, 0.5, 0.9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = quantile_levels_ref)]
+    pub quantiles: Option<Vec<f64>>,
+    /// Which point `sales` is: `mean` (default) or `smape`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = point_ref)]
+    pub point: Option<String>,
 }
 
 /// The expected unit sales for one request.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PredictResponse {
-    /// Expected unit sales.
+    /// Expected unit sales (or the SMAPE-optimal point when `point` was `smape`).
     pub sales: f64,
+    /// When asked for: the sales quantiles by level (`p10`, `p50`, ...), whole units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = quantile_values_ref)]
+    pub quantiles: Option<LevelMap<f64>>,
+}
+
+fn quantile_levels_ref() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::Ref::from_schema_name("QuantileLevels").into()
+}
+
+fn quantile_values_ref() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::Ref::from_schema_name("QuantileValues").into()
+}
+
+fn point_ref() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::Ref::from_schema_name("Point").into()
 }
 
 /// `POST /v1/api/predict/batch`: up to 10,000 instances, answered in request order.
@@ -42,6 +67,14 @@ pub struct BatchRequest {
     /// The requests, each `{date, store, item}`.
     #[schema(min_items = 1, max_items = 10_000)]
     pub instances: Vec<PredictRequest>,
+    /// Quantile levels to answer beside each `sales` (`true` for 0.1, 0.5, 0.9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = quantile_levels_ref)]
+    pub quantiles: Option<Vec<f64>>,
+    /// Which point each `sales` is: `mean` (default) or `smape`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = point_ref)]
+    pub point: Option<String>,
 }
 
 /// One answered instance of a batch.
@@ -56,6 +89,10 @@ pub struct BatchPrediction {
     pub item: u32,
     /// Expected unit sales.
     pub sales: f64,
+    /// When asked for: the sales quantiles by level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = quantile_values_ref)]
+    pub quantiles: Option<LevelMap<f64>>,
 }
 
 /// The model that produced an answer.
@@ -101,6 +138,16 @@ pub struct ForecastParams {
     /// Number of days, 1..=366.
     #[param(minimum = 1, maximum = 366)]
     pub days: u32,
+    /// Quantile levels to answer beside each day's `sales`, comma-separated, each strictly
+    /// between 0 and 1 (at most 19), or `true` for 0.1,0.5,0.9.
+    #[param(
+        example = "0.1,0.5,0.9",
+        pattern = r"^(true|false|[0-9.eE+-]+(,[0-9.eE+-]+)*)$"
+    )]
+    pub quantiles: Option<String>,
+    /// Which point each day's `sales` is: `mean` (default) or `smape`.
+    #[param(pattern = "^(mean|smape)$")]
+    pub point: Option<String>,
 }
 
 /// One day of a forecast series.
@@ -111,6 +158,10 @@ pub struct ForecastPoint {
     pub date: String,
     /// Expected unit sales.
     pub sales: f64,
+    /// When asked for: the sales quantiles by level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = quantile_values_ref)]
+    pub quantiles: Option<LevelMap<f64>>,
 }
 
 /// A daily series for one store-item.
@@ -189,7 +240,7 @@ pub struct ValidationErrorResponse {
         (status = 200, description = "Expected unit sales", body = PredictResponse),
         (status = 400, description = "Malformed JSON, empty body or a content type other than application/json", body = ErrorResponse),
         (status = 413, description = "Body over the configured limit", body = ErrorResponse),
-        (status = 422, description = "Invalid fields, or a store/item outside the model's training data", body = ValidationErrorResponse),
+        (status = 422, description = "Invalid fields, a store/item outside the model's training data, a quantile level outside (0, 1) or more than 19 levels, or quantiles / the smape point asked of a model without a predictive distribution", body = ValidationErrorResponse),
         (status = 502, description = "The model returned an error", body = ErrorResponse),
         (status = 503, description = "The model is throttled or unavailable; retry after `Retry-After` seconds", body = ErrorResponse),
         (status = 504, description = "The model did not answer in time", body = ErrorResponse),
@@ -211,7 +262,7 @@ fn predict() {}
         (status = 200, description = "One prediction per instance, in request order", body = BatchResponse),
         (status = 400, description = "Malformed JSON, empty body or a content type other than application/json", body = ErrorResponse),
         (status = 413, description = "Body over the configured limit", body = ErrorResponse),
-        (status = 422, description = "Invalid instances (each located by index), none, or more than 10,000", body = ValidationErrorResponse),
+        (status = 422, description = "Invalid instances (each located by index), none, or more than 10,000; invalid quantile levels or point, or quantiles asked of a model without a predictive distribution", body = ValidationErrorResponse),
         (status = 502, description = "The model returned an error", body = ErrorResponse),
         (status = 503, description = "The model is throttled or unavailable; retry after `Retry-After` seconds", body = ErrorResponse),
         (status = 504, description = "The model did not answer in time", body = ErrorResponse),
@@ -231,7 +282,7 @@ fn predict_batch() {}
     params(ForecastParams),
     responses(
         (status = 200, description = "A daily series, in date order", body = ForecastResponse),
-        (status = 422, description = "Invalid or missing query parameters, or a store/item outside the model's training data", body = ValidationErrorResponse),
+        (status = 422, description = "Invalid or missing query parameters (quantile levels outside (0, 1) or more than 19 included), a store/item outside the model's training data, or quantiles asked of a model without a predictive distribution", body = ValidationErrorResponse),
         (status = 502, description = "The model returned an error", body = ErrorResponse),
         (status = 503, description = "The model is throttled or unavailable; retry after `Retry-After` seconds", body = ErrorResponse),
         (status = 504, description = "The model did not answer in time", body = ErrorResponse),
@@ -307,6 +358,27 @@ pub fn openapi_document() -> Value {
         // The document is built from constants; serialising it cannot fail.
         Err(_) => return json!({"openapi": "3.1.0"}),
     };
+    // Schemas utoipa cannot derive: a level list or `true`, an object keyed by level, the
+    // point's two names.
+    doc["components"]["schemas"]["QuantileLevels"] = json!({
+        "description": "Quantile levels, each strictly between 0 and 1, or true for [0.1, 0.5, 0.9]. A level outside (0, 1) or more than the maximum answers 422; a model without a predictive distribution answers 422 too.",
+        "oneOf": [
+            {"type": "array", "minItems": 1, "maxItems": MAX_LEVELS,
+             "items": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}},
+            {"type": "boolean"}
+        ]
+    });
+    doc["components"]["schemas"]["QuantileValues"] = json!({
+        "description": "Sales quantiles keyed by level: 0.1 -> p10, 0.025 -> p2.5; in ascending level order.",
+        "type": "object",
+        "additionalProperties": {"type": "number"},
+        "example": {"p10": 41.0, "p50": 50.0, "p90": 59.0}
+    });
+    doc["components"]["schemas"]["Point"] = json!({
+        "description": "mean: the model's expected sales (the default); smape: the point that minimises the expected SMAPE under the model's predictive distribution.",
+        "type": "string",
+        "enum": ["mean", "smape"]
+    });
     // The limits are constants of the code; say them in the document too.
     doc["info"]["x-limits"] = json!({
         "max_batch_instances": MAX_BATCH_INSTANCES,

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
+use forecast::distribution::{DEFAULT_LEVELS, level_key, score_quantiles};
 use forecast::features::{self, Feature};
 use forecast::gbdt::Booster;
 use forecast::manifest::{MANIFEST_FILE, MODEL_FILE};
@@ -103,12 +104,52 @@ impl ModelDir {
         })
     }
 
-    /// Metrics of the model on a sales history.
+    /// Metrics of the model on a sales history, for its mean point. With a predictive
+    /// distribution in the manifest, also the SMAPE-optimal point's metrics (`smape_point_*`)
+    /// and each default quantile's coverage (ties half), wQL and WAPE (`p10_coverage`, ...).
     pub fn evaluate(&self, history: &SalesHistory) -> anyhow::Result<BTreeMap<String, f64>> {
         let (x, y) = matrix(&self.features, &history.records);
         let predicted = self.booster.predict(&x)?;
         let actual: Vec<f64> = y.iter().map(|v| f64::from(*v)).collect();
-        Ok(metrics::all(&actual, &predicted))
+        let mut report = metrics::all(&actual, &predicted);
+        report.insert("wape".to_owned(), metrics::wape(&actual, &predicted));
+        if let Some(distribution) = &self.manifest.distribution {
+            let predictive = distribution.predictive;
+            let points = crate::calibrate::smape_points(predictive, &predicted);
+            for (name, value) in metrics::all(&actual, &points) {
+                report.insert(format!("smape_point_{name}"), value);
+            }
+            report.insert(
+                "smape_point_wape".to_owned(),
+                metrics::wape(&actual, &points),
+            );
+            let quantiles = crate::calibrate::quantiles(predictive, &DEFAULT_LEVELS, &predicted);
+            for score in score_quantiles(&DEFAULT_LEVELS, &actual, &quantiles) {
+                let key = level_key(score.level);
+                report.insert(format!("{key}_coverage"), score.coverage);
+                report.insert(format!("{key}_wql"), score.wql);
+                report.insert(format!("{key}_wape"), score.wape);
+            }
+        }
+        Ok(report)
+    }
+
+    /// The booster's predictions (the mean point) for requests.
+    pub fn predict_requests(&self, requests: &[ForecastRequest]) -> anyhow::Result<Vec<f64>> {
+        let x: Vec<f64> = requests
+            .iter()
+            .flat_map(|r| features::build_row(&self.features, r))
+            .collect();
+        Ok(self.booster.predict(&x)?)
+    }
+
+    /// The booster's predictions (the mean point) for sales records.
+    pub fn predict_records(
+        &self,
+        records: &[crate::data::SalesRecord],
+    ) -> anyhow::Result<Vec<f64>> {
+        let (x, _) = matrix(&self.features, records);
+        Ok(self.booster.predict(&x)?)
     }
 
     /// Predictions for test rows, built with the same feature code the orchestrator uses.

@@ -80,6 +80,10 @@ enum Command {
         /// LightGBM threads (default: LightGBM's choice).
         #[arg(long)]
         threads: Option<u32>,
+        /// The point the model answers by default: `mean` (the booster's prediction) or
+        /// `smape` (the point minimising expected SMAPE under the predictive distribution).
+        #[arg(long, default_value = "mean", value_parser = parse_point)]
+        point: forecast::distribution::PointKind,
     },
     /// Score a model directory on a sales CSV (SMAPE, MAPE, MAE, RMSE as JSON).
     Evaluate {
@@ -89,6 +93,64 @@ enum Command {
         /// Sales history in the schema date,store,item,sales.
         #[arg(long)]
         data: PathBuf,
+    },
+    /// Rolling-origin backtest of a model's recipe: fit before each window, score the window.
+    Backtest {
+        /// Directory of the trained model whose features, parameters and distribution are
+        /// backtested.
+        #[arg(long, default_value = "data/models/demand")]
+        model_dir: PathBuf,
+        /// Sales history in the schema date,store,item,sales.
+        #[arg(long, default_value = "data/generated/train.csv")]
+        data: PathBuf,
+        /// Number of windows, ending on the last day of the history.
+        #[arg(long, default_value_t = 4)]
+        windows: u32,
+        /// Days per window.
+        #[arg(long, default_value_t = 90)]
+        horizon: u32,
+        /// Boosting rounds (default: the model's own).
+        #[arg(long)]
+        rounds: Option<u32>,
+        /// Record the backtest in the model's manifest.json (before publishing it).
+        #[arg(long)]
+        record: bool,
+    },
+    /// SMAPE of the generator's own mean (the lambda oracle) on the days from --cutoff, for a
+    /// history `demand generate` wrote with its default factors: the floor a model's SMAPE
+    /// is compared with.
+    Oracle {
+        /// Generated sales history.
+        #[arg(long, default_value = "data/generated/train.csv")]
+        data: PathBuf,
+        /// First scored day (YYYY-MM-DD), as in --split time:DATE.
+        #[arg(long)]
+        cutoff: chrono::NaiveDate,
+    },
+    /// SVG chart of one store-item: history, the model's forecast and P10-P90 band over its
+    /// validation window and the horizon after the history.
+    Plot {
+        /// Directory holding model.txt and manifest.json.
+        #[arg(long, default_value = "data/models/demand")]
+        model_dir: PathBuf,
+        /// Sales history in the schema date,store,item,sales.
+        #[arg(long, default_value = "data/generated/train.csv")]
+        data: PathBuf,
+        /// Store id.
+        #[arg(long)]
+        store: u32,
+        /// Item id.
+        #[arg(long)]
+        item: u32,
+        /// Days of history shown before the validation window.
+        #[arg(long, default_value_t = 180)]
+        history_days: u32,
+        /// Days forecast after the last day of the history.
+        #[arg(long, default_value_t = 90)]
+        horizon: u32,
+        /// Output SVG file.
+        #[arg(long, default_value = "forecast.svg")]
+        out: PathBuf,
     },
     /// Write a Kaggle submission (id,sales) for a test.csv (id,date,store,item).
     Predict {
@@ -199,6 +261,11 @@ impl SubmitArgs {
     }
 }
 
+fn parse_point(text: &str) -> Result<forecast::distribution::PointKind, String> {
+    forecast::distribution::PointKind::parse(text)
+        .ok_or_else(|| format!("expected mean or smape, got {text:?}"))
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut stdout, value)?;
@@ -293,6 +360,7 @@ async fn main() -> anyhow::Result<()> {
             param,
             rounds,
             threads,
+            point,
         } => {
             let history = trainer::data::read_sales_csv(&data)?;
             let mut config = TrainConfig {
@@ -300,6 +368,7 @@ async fn main() -> anyhow::Result<()> {
                 features: forecast::features::parse_feature_set(&features)?,
                 split,
                 refit,
+                point,
                 ..TrainConfig::default()
             };
             if let Some(version) = version {
@@ -335,6 +404,24 @@ async fn main() -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
+            if let Some(d) = &m.distribution {
+                eprintln!(
+                    "predictive distribution {} (dispersion {:.5}), ties counted half: {}",
+                    d.predictive.family,
+                    d.predictive.dispersion,
+                    d.calibration
+                        .iter()
+                        .map(|s| format!(
+                            "{} coverage={:.4} wQL={:.4} WAPE={:.4}",
+                            forecast::distribution::level_key(s.level),
+                            s.coverage,
+                            s.wql,
+                            s.wape
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+            }
             eprintln!(
                 "wrote {} and {}",
                 trained.model_path.display(),
@@ -354,6 +441,129 @@ async fn main() -> anyhow::Result<()> {
             let mut stdout = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut stdout, &report)?;
             std::io::Write::write_all(&mut stdout, b"\n")?;
+        }
+        Command::Backtest {
+            model_dir,
+            data,
+            windows,
+            horizon,
+            rounds,
+            record,
+        } => {
+            let files = trainer::evaluate::ModelFiles::read(&model_dir)?;
+            let manifest = files.manifest;
+            let features = forecast::Feature::resolve_all(&manifest.features)?;
+            let mut parameters = manifest.parameters.clone();
+            if let Some(rounds) = rounds {
+                parameters.insert("num_iterations".to_owned(), rounds.into());
+            }
+            let distribution = manifest
+                .distribution
+                .as_ref()
+                .map_or(forecast::distribution::Predictive::POISSON, |d| {
+                    d.predictive
+                });
+            let history = trainer::data::read_sales_csv(&data)?;
+            let result = trainer::backtest::backtest(
+                &history.records,
+                &features,
+                &parameters,
+                distribution,
+                windows,
+                horizon,
+                |w| {
+                    eprintln!(
+                        "window {}..{}: {} rows, smape {:.4}",
+                        w.start,
+                        w.end,
+                        w.rows,
+                        w.metrics.get("smape").copied().unwrap_or(f64::NAN)
+                    );
+                },
+            )?;
+            eprint!("{}", trainer::backtest::table(&result));
+            if record {
+                let mut manifest = manifest;
+                manifest.backtest = Some(serde_json::to_value(&result)?);
+                let path = model_dir.join(forecast::manifest::MANIFEST_FILE);
+                trainer::train::write_atomically(&path, &serde_json::to_vec_pretty(&manifest)?)?;
+                eprintln!("recorded the backtest in {}", path.display());
+            }
+            print_json(&result)?;
+        }
+        Command::Oracle { data, cutoff } => {
+            let history = trainer::data::read_sales_csv(&data)?;
+            let (actual, lambda): (Vec<f64>, Vec<f64>) = history
+                .records
+                .iter()
+                .filter(|r| r.date >= cutoff)
+                .map(|r| {
+                    (
+                        r.sales,
+                        trainer::generate::expected_sales(r.date, r.store.get(), r.item.get()),
+                    )
+                })
+                .unzip();
+            anyhow::ensure!(!actual.is_empty(), "no rows on or after {cutoff}");
+            let points = trainer::calibrate::smape_points(
+                forecast::distribution::Predictive::POISSON,
+                &lambda,
+            );
+            print_json(&serde_json::json!({
+                "cutoff": cutoff.to_string(),
+                "rows": actual.len(),
+                "oracle_mean": trainer::metrics::all(&actual, &lambda),
+                "oracle_smape_point": trainer::metrics::all(&actual, &points),
+            }))?;
+        }
+        Command::Plot {
+            model_dir,
+            data,
+            store,
+            item,
+            history_days,
+            horizon,
+            out,
+        } => {
+            let model = trainer::evaluate::ModelDir::load(&model_dir)?;
+            let history = trainer::data::read_sales_csv(&data)?;
+            let last = history
+                .records
+                .iter()
+                .map(|r| r.date)
+                .max()
+                .context("the history is empty")?;
+            // The validation window of a time split; otherwise the last `horizon` days.
+            let from = match model.manifest.split.parse::<trainer::split::Split>() {
+                Ok(trainer::split::Split::Time { cutoff }) => cutoff,
+                _ => last
+                    .checked_sub_days(chrono::Days::new(u64::from(horizon)))
+                    .context("date out of range")?,
+            };
+            let distribution = model
+                .manifest
+                .distribution
+                .as_ref()
+                .map_or(forecast::distribution::Predictive::POISSON, |d| {
+                    d.predictive
+                });
+            let days = trainer::plot::plot_days(
+                &history.records,
+                (store, item),
+                trainer::plot::PlotSpan {
+                    from,
+                    history_days,
+                    horizon,
+                },
+                distribution,
+                |requests| model.predict_requests(requests),
+            )?;
+            let title = format!(
+                "store {store}, item {item}: {}/{} from {from} ({} band)",
+                model.manifest.name, model.manifest.version, distribution.family
+            );
+            trainer::plot::write_svg(&out, &title, &days)?;
+            eprintln!("wrote {}", out.display());
         }
         Command::Predict {
             model_dir,

@@ -35,6 +35,18 @@ pub fn rmse(actual: &[f64], forecast: &[f64]) -> f64 {
     mean(actual.iter().zip(forecast).map(|(a, f)| (a - f).powi(2))).sqrt()
 }
 
+/// Weighted absolute percentage error, a fraction: `sum |a - f| / sum |a|` (Amazon
+/// Forecast's WAPE).
+pub fn wape(actual: &[f64], forecast: &[f64]) -> f64 {
+    let total: f64 = actual.iter().map(|a| a.abs()).sum();
+    let error: f64 = actual
+        .iter()
+        .zip(forecast)
+        .map(|(a, f)| (a - f).abs())
+        .sum();
+    if total > 0.0 { error / total } else { f64::NAN }
+}
+
 /// All four metrics by name, as recorded in the manifest.
 pub fn all(actual: &[f64], forecast: &[f64]) -> BTreeMap<String, f64> {
     [
@@ -67,6 +79,7 @@ mod tests {
         assert!((mape(&actual, &forecast) - (0.2 + 0.25) / 3.0).abs() < 1e-12);
         assert!((mae(&actual, &forecast) - 1.0).abs() < 1e-12);
         assert!((rmse(&actual, &forecast) - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!((wape(&actual, &forecast) - 3.0 / 14.0).abs() < 1e-12);
     }
 
     #[test]

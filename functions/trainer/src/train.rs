@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use forecast::distribution::{DistributionInfo, PointKind};
 use forecast::features::{self, Feature, ORIGINAL_FEATURES};
 use forecast::gbdt::{CheckRow, ExactF64};
 use forecast::manifest::{
@@ -57,6 +58,8 @@ pub struct TrainConfig {
     pub split: Split,
     /// After validating, retrain on every row for the booster that is written.
     pub refit: bool,
+    /// The point the model answers by default (the mean unless asked otherwise).
+    pub point: PointKind,
 }
 
 impl Default for TrainConfig {
@@ -68,6 +71,7 @@ impl Default for TrainConfig {
             features: ORIGINAL_FEATURES.to_vec(),
             split: Split::default(),
             refit: false,
+            point: PointKind::Mean,
         }
     }
 }
@@ -109,14 +113,19 @@ pub fn train(
     );
 
     let (booster, model_text) = fit_booster(features, &fit, &parameters)?;
-    let metrics = if validation.is_empty() {
-        BTreeMap::new()
+    let (metrics, distribution) = if validation.is_empty() {
+        (BTreeMap::new(), None)
     } else {
         let (valid_x, valid_y) = matrix(features, &validation);
         let predicted = predict(&booster, features.len(), &valid_x)?;
         let actual: Vec<f64> = valid_y.iter().map(|v| f64::from(*v)).collect();
-        metrics::all(&actual, &predicted)
+        validation_report(&config.split.to_string(), &actual, &predicted)
     };
+    anyhow::ensure!(
+        config.point == PointKind::Mean || distribution.is_some(),
+        "--point {} needs validation rows to fit the predictive distribution on; choose a split",
+        config.point
+    );
     // With --refit the validated recipe is retrained on every row; the metrics above remain
     // the honest estimate, and `rows.fit` records that the booster saw all rows.
     let ((booster, model_text), fit_rows) = if config.refit && !validation.is_empty() {
@@ -154,6 +163,9 @@ pub fn train(
         },
         tool_versions: tool_versions(&model_text),
         check_rows: check_rows(&model_text, &base_row(features, &history.records))?,
+        distribution,
+        point: config.point,
+        backtest: None,
     };
 
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -166,6 +178,29 @@ pub fn train(
         model_path,
         manifest_path,
     })
+}
+
+/// The validation metrics of the mean point (`smape`, `mape`, `mae`, `rmse`, `wape`) and of
+/// the SMAPE-optimal point (`smape_point_*`), and the predictive distribution fitted on the
+/// same rows. With `--refit` the booster written is refitted on every row; the
+/// distribution stays the one measured on held-out rows, the honest estimate of its spread.
+pub fn validation_report(
+    split: &str,
+    actual: &[f64],
+    predicted: &[f64],
+) -> (BTreeMap<String, f64>, Option<DistributionInfo>) {
+    let mut report = metrics::all(actual, predicted);
+    report.insert("wape".to_owned(), metrics::wape(actual, predicted));
+    let distribution = crate::calibrate::fit_distribution(split, actual, predicted);
+    let points = crate::calibrate::smape_points(distribution.predictive, predicted);
+    for (name, value) in metrics::all(actual, &points) {
+        report.insert(format!("smape_point_{name}"), value);
+    }
+    report.insert(
+        "smape_point_wape".to_owned(),
+        metrics::wape(actual, &points),
+    );
+    (report, Some(distribution))
 }
 
 /// Names LightGBM accepts for the number of boosting rounds.
@@ -183,7 +218,7 @@ const ROUND_ALIASES: [&str; 9] = [
 
 /// Fits one booster on `records`, with a progress bar of the rounds on a terminal. Returns
 /// the loaded booster and the model text LightGBM wrote, which is what gets saved.
-fn fit_booster(
+pub(crate) fn fit_booster(
     features: &[Feature],
     records: &[SalesRecord],
     parameters: &Map<String, Value>,

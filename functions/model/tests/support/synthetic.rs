@@ -107,6 +107,9 @@ pub(crate) fn manifest_for(
         },
         tool_versions: Default::default(),
         check_rows: trainer::train::check_rows(model_text, &query_rows(1)).unwrap_or_default(),
+        distribution: None,
+        point: Default::default(),
+        backtest: None,
     }
 }
 

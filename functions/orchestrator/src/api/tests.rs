@@ -121,14 +121,31 @@ impl ModelClient for FakeModel {
                 let rows: Vec<Vec<f64>> =
                     serde_json::from_value(payload["dataframe_split"]["data"].clone()).unwrap();
                 let predictions: Vec<f64> = rows.iter().map(|row| score(row)).collect();
-                Ok(
-                    json!({"predictions": predictions, "model": {"name": "demand", "version": "v1"}}),
-                )
+                let mut answer = json!({"predictions": predictions, "model": {"name": "demand", "version": "v1"}});
+                // Asked for quantiles, each level's column is a function of row and level.
+                if let Some(levels) = payload["params"]["quantiles"].as_array() {
+                    let columns: serde_json::Map<String, Value> = levels
+                        .iter()
+                        .map(|level| {
+                            let level = level.as_f64().unwrap();
+                            let column: Vec<f64> =
+                                predictions.iter().map(|p| quantile(*p, level)).collect();
+                            (forecast::distribution::level_key(level), json!(column))
+                        })
+                        .collect();
+                    answer["quantiles"] = Value::Object(columns);
+                }
+                Ok(answer)
             }
             Predict::Fixed(answer) => Ok(answer.clone()),
             Predict::Fail(error) => Err(error.clone()),
         }
     }
+}
+
+/// The fake model's quantile at `level` of a row predicted `prediction`.
+fn quantile(prediction: f64, level: f64) -> f64 {
+    (prediction + 100.0 * level).round()
 }
 
 fn request(method: &str, path: &str, content_type: Option<&str>, body: &str) -> Request {
@@ -728,6 +745,11 @@ async fn every_documented_route_answers_as_documented() {
     let valid = r#"{"date":"2018-01-01","store":1,"item":1}"#;
     let batch = batch_body(&[("2018-01-01", 1, 1), ("2018-01-02", 2, 2)]);
     let series = "/v1/api/forecast?store=1&item=1&start=2018-01-01&days=3";
+    let batch_with_quantiles = json!({
+        "instances": [{"date": "2018-01-01", "store": 1, "item": 1}],
+        "quantiles": true
+    })
+    .to_string();
     let small = Limits {
         max_body_bytes: 16,
         ..Limits::default()
@@ -756,6 +778,26 @@ async fn every_documented_route_answers_as_documented() {
         (post_predict(valid), erroring, default, 502),
         (post_predict(valid), throttled, default, 503),
         (post_predict(valid), timeout, default, 504),
+        (
+            post_predict(r#"{"date":"2018-01-01","store":1,"item":1,"quantiles":[0.1,0.5,0.9]}"#),
+            FakeModel::scoring,
+            default,
+            200,
+        ),
+        (
+            post("/v1/api/predict/batch", &batch_with_quantiles),
+            FakeModel::scoring,
+            default,
+            200,
+        ),
+        (
+            get(
+                "/v1/api/forecast?store=1&item=1&start=2018-01-01&days=3&quantiles=0.05,0.95&point=smape",
+            ),
+            FakeModel::scoring,
+            default,
+            200,
+        ),
         (
             post("/v1/api/predict/batch", &batch),
             FakeModel::scoring,
@@ -942,4 +984,5 @@ async fn real_api_gateway_v2_events_are_routed() {
 }
 
 mod auth;
+mod quantiles;
 mod rollout;
