@@ -184,16 +184,25 @@ fn models_it_cannot_reproduce_are_refused_naming_why() {
     }
 }
 
-#[test]
-fn tree_sizes_that_do_not_add_up_are_refused() {
+/// [`TWO_TREES`] with the `tree_sizes` header line LightGBM writes, and the two sizes.
+fn two_trees_with_sizes() -> (String, usize, usize) {
     let first = TWO_TREES.find("Tree=0").unwrap();
     let second = TWO_TREES.find("Tree=1").unwrap();
     let end = TWO_TREES.find("end of trees").unwrap();
-    let sizes = format!("tree_sizes={} {}\n\n", second - first, end - second);
-    let with_sizes = TWO_TREES.replacen("\nTree=0", &format!("{sizes}Tree=0"), 1);
+    let (a, b) = (second - first, end - second);
+    let sizes = format!("tree_sizes={a} {b}\n\n");
+    (
+        TWO_TREES.replacen("\nTree=0", &format!("{sizes}Tree=0"), 1),
+        a,
+        b,
+    )
+}
+
+#[test]
+fn tree_sizes_that_do_not_add_up_are_refused() {
+    let (with_sizes, a, b) = two_trees_with_sizes();
     // The header grew, so the offsets of the trees moved by the same amount: still whole.
     assert!(Booster::from_model_text(&with_sizes).is_ok());
-    let (a, b) = (second - first, end - second);
     for edit in [
         format!("tree_sizes=1{a} {b}"),
         format!("tree_sizes={} {}", a - 1, b + 1),
@@ -225,11 +234,7 @@ fn tree_sizes_that_do_not_add_up_are_refused() {
 
 #[test]
 fn sliced_and_split_trees_read_the_same_model() {
-    let first = TWO_TREES.find("Tree=0").unwrap();
-    let second = TWO_TREES.find("Tree=1").unwrap();
-    let end = TWO_TREES.find("end of trees").unwrap();
-    let sizes = format!("tree_sizes={} {}\n\n", second - first, end - second);
-    let with_sizes = TWO_TREES.replacen("\nTree=0", &format!("{sizes}Tree=0"), 1);
+    let (with_sizes, _, _) = two_trees_with_sizes();
     assert_eq!(
         text::parse(&with_sizes).unwrap(),
         text::parse(TWO_TREES).unwrap()
