@@ -10,7 +10,7 @@
 
 use std::sync::OnceLock;
 
-use forecast::gbdt::Booster;
+use forecast::gbdt::{Booster, BoosterReader};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use trainer::boosting::{TrainingData, train_model_text};
@@ -202,6 +202,17 @@ fn a_3000_tree_model_on_10000_rows_and_every_threshold() {
     let (mut rows, _) = sample(10_000, 3);
     rows.extend(probes(text, &[5.0, 25.0, 6.0, 3.0, 2015.0]));
     assert!(assert_identical(text, &rows) > 10_000);
+    // Read as the model function reads it, in the chunks a download brings: the same bits.
+    let mut reader = BoosterReader::default();
+    for chunk in text.as_bytes().chunks(16 << 10) {
+        reader.push(chunk);
+    }
+    let streamed = reader.finish().unwrap();
+    let whole = Booster::from_model_text(text).unwrap();
+    let bits = |b: &Booster| -> Vec<u64> {
+        b.predict(&rows).unwrap().iter().map(|p| p.to_bits()).collect()
+    };
+    assert_eq!(bits(&streamed), bits(&whole));
 }
 
 #[test]

@@ -45,9 +45,6 @@ const BLOCK_ROWS: usize = 32;
 /// are sorted once at the end instead.
 const SORTED_INSERT_LIMIT: usize = 1024;
 
-/// Batches smaller than this are evaluated on the calling thread.
-const PARALLEL_MIN_ROWS: usize = 512;
-
 /// Why a model text cannot be evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelTextError {
@@ -164,12 +161,40 @@ pub struct Booster {
     trees: Trees,
 }
 
-impl Booster {
-    /// Parses and compiles a LightGBM text model.
-    pub fn from_model_text(text: &str) -> Result<Self, ModelTextError> {
-        let model = text::parse(text)?;
+/// A [`Booster`] read from its text while the text arrives, chunk by chunk (the rules are
+/// [`Booster::from_model_text`]'s). The model function feeds it `model.txt` as it downloads:
+/// the trees are read while the rest is on its way, and the 9 MB of a 3000-tree model are
+/// never held whole beside the trees made of them, which is most of the function's peak
+/// memory.
+#[derive(Debug, Default)]
+pub struct BoosterReader {
+    stream: text::TextStream,
+}
+
+impl BoosterReader {
+    /// Takes the next chunk of the text. An error is kept for [`BoosterReader::finish`];
+    /// later chunks are then ignored, so a caller may go on feeding (and hashing) the rest.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.stream.push(chunk);
+    }
+
+    /// The compiled booster, once the whole text has been pushed.
+    pub fn finish(self) -> Result<Booster, ModelTextError> {
+        let model = self.stream.finish()?;
         let transform = OutputTransform::from_objective(model.objective.as_deref())?;
         Ok(compile(model, transform, true))
+    }
+}
+
+impl Booster {
+    /// Batches smaller than this are evaluated on the calling thread.
+    pub const PARALLEL_MIN_ROWS: usize = 512;
+
+    /// Parses and compiles a LightGBM text model.
+    pub fn from_model_text(text: &str) -> Result<Self, ModelTextError> {
+        let mut reader = BoosterReader::default();
+        reader.push(text.as_bytes());
+        reader.finish()
     }
 
     /// Whether the model compiled to the compact layout (every tree of depth <= 5 and at most
@@ -242,13 +267,13 @@ impl Booster {
     }
 
     fn chunk_rows(&self, n: usize) -> usize {
-        if n < PARALLEL_MIN_ROWS {
+        if n < Self::PARALLEL_MIN_ROWS {
             return n.max(1);
         }
         // A few chunks per thread keeps the threads busy to the end; each chunk stays large
         // enough that the tree data it streams through is reused by many rows.
         let threads = rayon::current_num_threads().max(1);
-        n.div_ceil(threads * 4).max(PARALLEL_MIN_ROWS / 2)
+        n.div_ceil(threads * 4).max(Self::PARALLEL_MIN_ROWS / 2)
     }
 
     /// Evaluates `rows` into `out` on this thread, block by block.

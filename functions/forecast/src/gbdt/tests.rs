@@ -241,6 +241,116 @@ fn sliced_and_split_trees_read_the_same_model() {
     );
 }
 
+/// `text` pushed into a [`text::TextStream`] `size` bytes at a time; also answers the most
+/// bytes the stream held after any push.
+fn parse_in_chunks(text: &str, size: usize) -> (Result<text::TextModel, ModelTextError>, usize) {
+    let mut stream = text::TextStream::default();
+    let mut held = 0;
+    for chunk in text.as_bytes().chunks(size) {
+        stream.push(chunk);
+        held = held.max(stream.held_bytes());
+    }
+    (stream.finish(), held)
+}
+
+#[test]
+fn how_the_text_is_chunked_changes_no_model_and_no_error() {
+    let (with_sizes, a, b) = two_trees_with_sizes();
+    let mut texts = vec![TWO_TREES.to_owned(), with_sizes.clone()];
+    for (from, to) in [
+        ("left_child=1 -1", "left_child=1 -4"),
+        ("leaf_value=1 2 3", "leaf_value=1 x 3"),
+        ("Tree=1", "Tree=5"),
+        ("is_linear=0", "is_linear=1"),
+        ("version=v4", "version=v3"),
+        (
+            &format!("tree_sizes={a} {b}"),
+            &format!("tree_sizes={} {}", a + 1, b - 1),
+        ),
+        (
+            &format!("tree_sizes={a} {b}"),
+            &format!("tree_sizes={a} {b} 0"),
+        ),
+        ("end of trees", "end of tree"),
+        ("pandas_categorical:null", "pandas_categorical:\u{e9}"),
+    ] {
+        texts.push(with_sizes.replacen(from, to, 1));
+        texts.push(TWO_TREES.replacen(from, to, 1));
+    }
+    texts.extend((0..with_sizes.len()).map(|cut| with_sizes[..cut].to_owned()));
+    texts.extend(
+        (0..TWO_TREES.len())
+            .step_by(7)
+            .map(|cut| TWO_TREES[..cut].to_owned()),
+    );
+    for text in &texts {
+        let whole = text::parse(text);
+        for size in [1, 2, 3, 7, 64, 1000] {
+            assert_eq!(
+                parse_in_chunks(text, size).0,
+                whole,
+                "chunks of {size}: {text:?}"
+            );
+        }
+    }
+}
+
+/// A sized model of `n` copies of [`TWO_TREES`]'s first tree (a 3-leaf tree of ~330 bytes).
+fn many_trees(n: usize) -> String {
+    let first = TWO_TREES.find("Tree=0").unwrap();
+    let second = TWO_TREES.find("Tree=1").unwrap();
+    let end = TWO_TREES.find("end of trees").unwrap();
+    let body = &TWO_TREES[first + "Tree=0".len()..second];
+    let trees: Vec<String> = (0..n).map(|i| format!("Tree={i}{body}")).collect();
+    let sizes: Vec<String> = trees.iter().map(|t| t.len().to_string()).collect();
+    format!(
+        "{}tree_sizes={}\n\n{}{}",
+        &TWO_TREES[..first],
+        sizes.join(" "),
+        trees.concat(),
+        &TWO_TREES[end..]
+    )
+}
+
+#[test]
+fn a_sized_text_read_in_chunks_is_never_held_whole() {
+    let text = many_trees(10_000);
+    assert!(text.len() > 6 * text::BATCH_BYTES, "{}", text.len());
+    let (model, held) = parse_in_chunks(&text, 8192);
+    assert_eq!(model.unwrap().trees.len(), 10_000);
+    // About one batch of cut trees (with their `Tree=` lines), one chunk, one partial tree.
+    assert!(
+        held <= text::BATCH_BYTES + (32 << 10),
+        "held {held} of {} bytes",
+        text.len()
+    );
+    // Whole in one push it is read the same (what `Booster::from_model_text` does).
+    assert_eq!(parse_in_chunks(&text, text.len()).0, text::parse(&text));
+}
+
+#[test]
+fn the_first_bad_tree_in_file_order_is_named_however_the_text_arrives() {
+    let text = many_trees(3000);
+    // Trees 1200 and 2900 (in different batches) lose a leaf value each.
+    let mut edited = String::new();
+    for (i, part) in text.split("Tree=").enumerate() {
+        if i > 0 {
+            edited.push_str("Tree=");
+        }
+        if i == 1201 || i == 2901 {
+            edited.push_str(&part.replacen("leaf_value=1 2 3", "leaf_value=1 2 x", 1));
+        } else {
+            edited.push_str(part);
+        }
+    }
+    for size in [4096, 100_000, edited.len()] {
+        match parse_in_chunks(&edited, size).0 {
+            Err(ModelTextError::Corrupt(m)) => assert!(m.starts_with("tree 1200:"), "{m}"),
+            other => panic!("{size}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn average_output_divides_by_the_number_of_trees() {
     let text = TWO_TREES.replacen(

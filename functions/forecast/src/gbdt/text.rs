@@ -96,58 +96,412 @@ pub(super) struct TextModel {
     pub trees: Vec<TextTree>,
 }
 
-/// Parses `text`; see the module comment for the rules.
+/// Parses `text`; see the module comment for the rules. The whole text at once through
+/// [`TextStream`].
+#[cfg(test)]
+pub(super) fn parse(text: &str) -> Result<TextModel, ModelTextError> {
+    let mut stream = TextStream::default();
+    stream.push(text.as_bytes());
+    stream.finish()
+}
+
+/// Bytes of whole trees gathered before they are read, in parallel. A few dozen trees per
+/// batch: small enough that a text arriving over the network is read while the rest is still
+/// on its way (and never held whole), large enough to keep every core busy.
+pub(super) const BATCH_BYTES: usize = 256 << 10;
+
+/// Model text read as it arrives, chunk by chunk: [`TextStream::push`] each chunk, then
+/// [`TextStream::finish`].
 ///
 /// The header is read line by line. When it declares `tree_sizes` (LightGBM always writes it)
 /// the trees are cut out of the text at those byte offsets, as `GBDT::LoadModelFromString`
-/// does, and every tree - its lines and its numbers - is read in parallel; without it the
-/// trees are found one after the other by their blank-line separators. Either way each tree
-/// must start with its own `Tree=<index>` line and the trees must end exactly at the
-/// `end of trees` line.
-pub(super) fn parse(text: &str) -> Result<TextModel, ModelTextError> {
-    let mut lines = Lines { text, at: 0 };
-    if lines.next().map(|(_, line)| line) != Some("tree") {
-        return Err(Corrupt(
-            "the text does not start with a `tree` line".to_owned(),
-        ));
-    }
-    let mut header = Header::default();
-    let mut first = None;
-    for (at, line) in lines.by_ref() {
-        if line.starts_with("Tree=") || line == "end of trees" {
-            first = Some((at, line));
-            break;
+/// does, and read in parallel batches as soon as they are whole; the bytes of a read tree are
+/// dropped, so a 9 MB model never sits in memory beside the trees made of it. Without
+/// `tree_sizes` the text is kept whole and its trees are found one after the other by their
+/// blank-line separators. Either way each tree must start with its own `Tree=<index>` line
+/// and the trees must end exactly at the `end of trees` line; what follows it (importances,
+/// parameters) is only checked to be UTF-8.
+///
+/// Errors do not depend on how the text is chunked: a structural error (header, sizes,
+/// labels, the end line) wins over an error inside a tree, and among trees the first in file
+/// order is reported, with its index. After an error further chunks are ignored, so a caller
+/// may keep feeding the rest (to hash it, say) and ask [`TextStream::finish`] at the end.
+#[derive(Debug, Default)]
+pub(super) struct TextStream {
+    /// Bytes received and not yet consumed.
+    pending: Vec<u8>,
+    /// Where the next unread line or tree starts in `pending`.
+    cursor: usize,
+    /// The final line, which has no `\n`, has been handed out (see [`Lines`]).
+    last_line_taken: bool,
+    stage: Stage,
+    /// Bodies of trees cut out but not read yet, as ranges of `pending`.
+    sliced: Vec<std::ops::Range<usize>>,
+    sliced_bytes: usize,
+    trees: Vec<TextTree>,
+    /// The first error inside a tree; the trees after it are cut but not read.
+    tree_error: Option<ModelTextError>,
+    /// A structural error: nothing more is read.
+    error: Option<ModelTextError>,
+}
+
+#[derive(Debug)]
+enum Stage {
+    /// Reading the header; `first` until the `tree` line has been seen.
+    Header { header: Header, first: bool },
+    /// Cutting trees at the offsets `tree_sizes` gives; `next` is the index of the next tree,
+    /// `total` the bytes of the trees cut so far.
+    Sized {
+        header: FinishedHeader,
+        sizes: Vec<usize>,
+        next: usize,
+        total: usize,
+    },
+    /// All sized trees cut: the next line must be `end of trees`.
+    EndLine {
+        header: FinishedHeader,
+        total: usize,
+    },
+    /// No `tree_sizes`: the whole text is kept; the trees start at `trees_start`.
+    Whole {
+        header: FinishedHeader,
+        trees_start: usize,
+    },
+    /// After `end of trees`: only checked to be UTF-8.
+    Tail { header: FinishedHeader },
+}
+
+impl Default for Stage {
+    fn default() -> Self {
+        Self::Header {
+            header: Header::default(),
+            first: true,
         }
-        header.read(line)?;
     }
-    let Some((trees_start, first_line)) = first else {
-        return Err(Corrupt(
-            "the model text is truncated: it has no trees and no `end of trees`".to_owned(),
-        ));
-    };
-    let header = header.finish()?;
-    let bodies = match &header.tree_sizes {
-        Some(sizes) => slice_trees(text, trees_start, sizes)?,
-        None => split_trees(first_line, lines)?,
-    };
-    if bodies.is_empty() {
-        return Err(Corrupt("the model has no trees".to_owned()));
+}
+
+impl TextStream {
+    /// Takes the next chunk of the text.
+    pub(super) fn push(&mut self, chunk: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        self.pending.extend_from_slice(chunk);
+        if let Err(error) = self.advance(false) {
+            self.fail(error);
+        }
     }
-    let trees = bodies
-        .into_par_iter()
-        .enumerate()
-        .map_init(ThresholdCache::default, |cache, (index, body)| {
-            Fields::read_body(body)
-                .and_then(|fields| fields.into_tree(header.num_features, cache))
-                .map_err(|e| e.context(&format!("tree {index}")))
+
+    /// The model, once the whole text has been pushed.
+    pub(super) fn finish(mut self) -> Result<TextModel, ModelTextError> {
+        if self.error.is_none()
+            && let Err(error) = self.advance(true)
+        {
+            self.fail(error);
+        }
+        if let Some(error) = self.error.or(self.tree_error) {
+            return Err(error);
+        }
+        let header = match self.stage {
+            Stage::Tail { header } => header,
+            Stage::Whole {
+                header,
+                trees_start,
+            } => {
+                let text = std::str::from_utf8(&self.pending).map_err(not_utf8)?;
+                let mut lines = Lines {
+                    text,
+                    at: trees_start,
+                };
+                let first = lines.next().map_or("", |(_, line)| line);
+                let bodies = split_trees(first, lines)?;
+                self.trees = read_trees(&bodies, 0, header.num_features)
+                    .into_iter()
+                    .collect::<Result<_, _>>()?;
+                header
+            }
+            // `advance(true)` leaves no other stage without an error.
+            Stage::Header { .. } | Stage::Sized { .. } | Stage::EndLine { .. } => {
+                return Err(Corrupt("the model text is truncated".to_owned()));
+            }
+        };
+        if self.trees.is_empty() {
+            return Err(Corrupt("the model has no trees".to_owned()));
+        }
+        Ok(TextModel {
+            feature_names: header.feature_names,
+            objective: header.objective,
+            average_output: header.average_output,
+            trees: self.trees,
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(TextModel {
-        feature_names: header.feature_names,
-        objective: header.objective,
-        average_output: header.average_output,
-        trees,
-    })
+    }
+
+    /// Bytes of text the stream holds now.
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn fail(&mut self, error: ModelTextError) {
+        self.error = Some(error);
+        self.pending = Vec::new();
+        self.sliced.clear();
+    }
+
+    /// The next line at the cursor, like [`Lines`]: cut at `\n` with a `\r` before it
+    /// dropped; at the end of the text, the rest once (possibly empty). `None` while the line
+    /// is not whole yet.
+    fn next_line(&mut self, at_end: bool) -> Option<(usize, std::ops::Range<usize>)> {
+        let start = self.cursor;
+        let rest = self.pending.get(start..)?;
+        let end = match memchr::memchr(b'\n', rest) {
+            Some(n) => {
+                self.cursor += n + 1;
+                start + n
+            }
+            None if at_end && !self.last_line_taken => {
+                self.last_line_taken = true;
+                self.cursor = self.pending.len();
+                self.pending.len()
+            }
+            None => return None,
+        };
+        let end = if self.pending.get(end.wrapping_sub(1)) == Some(&b'\r') && end > start {
+            end - 1
+        } else {
+            end
+        };
+        Some((start, start..end))
+    }
+
+    fn line_text(&self, range: std::ops::Range<usize>) -> Result<&str, ModelTextError> {
+        std::str::from_utf8(self.pending.get(range).unwrap_or_default()).map_err(not_utf8)
+    }
+
+    /// Consumes what `pending` allows; `at_end`: nothing more will come.
+    fn advance(&mut self, at_end: bool) -> Result<(), ModelTextError> {
+        loop {
+            match std::mem::take(&mut self.stage) {
+                Stage::Header { mut header, first } => {
+                    let Some((line_start, range)) = self.next_line(at_end) else {
+                        self.stage = Stage::Header { header, first };
+                        if at_end {
+                            return Err(Corrupt(
+                                "the model text is truncated: it has no trees and no `end of trees`"
+                                    .to_owned(),
+                            ));
+                        }
+                        return Ok(());
+                    };
+                    let line = self.line_text(range)?;
+                    if first {
+                        if line != "tree" {
+                            return Err(Corrupt(
+                                "the text does not start with a `tree` line".to_owned(),
+                            ));
+                        }
+                        self.stage = Stage::Header {
+                            header,
+                            first: false,
+                        };
+                    } else if line.starts_with("Tree=") || line == "end of trees" {
+                        let mut header = header.finish()?;
+                        self.cursor = line_start;
+                        self.last_line_taken = false;
+                        self.stage = match header.tree_sizes.take() {
+                            Some(sizes) => {
+                                if sizes.len() > MAX_TREES {
+                                    return Err(Unsupported(format!(
+                                        "more than {MAX_TREES} trees"
+                                    )));
+                                }
+                                self.pending.drain(..line_start);
+                                self.cursor = 0;
+                                Stage::Sized {
+                                    header,
+                                    sizes,
+                                    next: 0,
+                                    total: 0,
+                                }
+                            }
+                            None => Stage::Whole {
+                                header,
+                                trees_start: line_start,
+                            },
+                        };
+                    } else {
+                        header.read(line)?;
+                        self.stage = Stage::Header { header, first };
+                    }
+                }
+                Stage::Sized {
+                    header,
+                    sizes,
+                    mut next,
+                    mut total,
+                } => {
+                    while let Some(&size) = sizes.get(next) {
+                        let available = self.pending.len() - self.cursor;
+                        if available < size {
+                            if at_end {
+                                return Err(sizes_mismatch(format!(
+                                    "tree {next} ends outside the text"
+                                )));
+                            }
+                            break;
+                        }
+                        let tree = self
+                            .pending
+                            .get(self.cursor..self.cursor + size)
+                            .unwrap_or_default();
+                        let (label, body) = match memchr::memchr(b'\n', tree) {
+                            Some(n) => (&tree[..n], self.cursor + n + 1..self.cursor + size),
+                            None => (tree, self.cursor + size..self.cursor + size),
+                        };
+                        let label = label.strip_suffix(b"\r").unwrap_or(label);
+                        if label.strip_prefix(b"Tree=") != Some(next.to_string().as_bytes()) {
+                            return Err(sizes_mismatch(format!(
+                                "tree {next} starts at {:?}",
+                                String::from_utf8_lossy(label)
+                            )));
+                        }
+                        self.sliced_bytes += body.len();
+                        self.sliced.push(body);
+                        self.cursor += size;
+                        total += size;
+                        next += 1;
+                        if self.sliced_bytes >= BATCH_BYTES {
+                            self.read_sliced(header.num_features);
+                        }
+                    }
+                    let done = next == sizes.len();
+                    if done || at_end {
+                        self.read_sliced(header.num_features);
+                    }
+                    if !done {
+                        self.stage = Stage::Sized {
+                            header,
+                            sizes,
+                            next,
+                            total,
+                        };
+                        return Ok(());
+                    }
+                    self.stage = Stage::EndLine { header, total };
+                }
+                Stage::EndLine { header, total } => {
+                    let Some((_, range)) = self.next_line(at_end) else {
+                        self.stage = Stage::EndLine { header, total };
+                        return Ok(());
+                    };
+                    let line = self.pending.get(range).unwrap_or_default();
+                    if line != b"end of trees" {
+                        return Err(sizes_mismatch(format!(
+                            "tree_sizes add up to {total} bytes, followed by {:?} instead of \
+                             `end of trees`",
+                            String::from_utf8_lossy(line)
+                                .chars()
+                                .take(40)
+                                .collect::<String>()
+                        )));
+                    }
+                    self.stage = Stage::Tail { header };
+                }
+                Stage::Tail { header } => {
+                    self.stage = Stage::Tail { header };
+                    let rest = self.pending.get(self.cursor..).unwrap_or_default();
+                    let kept = match std::str::from_utf8(rest) {
+                        Ok(_) => rest.len(),
+                        // A character cut between two chunks: keep its first bytes.
+                        Err(e) if e.error_len().is_none() && !at_end => e.valid_up_to(),
+                        Err(e) => return Err(not_utf8(e)),
+                    };
+                    self.cursor += kept;
+                    self.pending.drain(..self.cursor);
+                    self.cursor = 0;
+                    return Ok(());
+                }
+                whole @ Stage::Whole { .. } => {
+                    // Read by `finish`, once the whole text is here.
+                    self.stage = whole;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Reads the trees cut so far (unless one already failed) and drops their bytes.
+    fn read_sliced(&mut self, num_features: usize) {
+        if self.tree_error.is_none() && !self.sliced.is_empty() {
+            let bodies = self
+                .sliced
+                .iter()
+                .map(|range| {
+                    std::str::from_utf8(self.pending.get(range.clone()).unwrap_or_default())
+                        .map_err(not_utf8)
+                })
+                .collect::<Vec<_>>();
+            let first = self.trees.len();
+            let trees = bodies
+                .into_par_iter()
+                .enumerate()
+                .map_init(ThresholdCache::default, |cache, (i, body)| {
+                    body.and_then(|body| read_tree(body, num_features, cache))
+                        .map_err(|e| e.context(&format!("tree {}", first + i)))
+                })
+                .collect::<Vec<_>>();
+            for tree in trees {
+                match tree {
+                    Ok(tree) => self.trees.push(tree),
+                    Err(error) => {
+                        self.tree_error = Some(error);
+                        break;
+                    }
+                }
+            }
+        }
+        self.sliced.clear();
+        self.sliced_bytes = 0;
+        self.pending.drain(..self.cursor);
+        self.cursor = 0;
+    }
+}
+
+fn not_utf8(error: std::str::Utf8Error) -> ModelTextError {
+    Corrupt(format!("the model text is not UTF-8: {error}"))
+}
+
+/// LightGBM slices the trees at the `tree_sizes` offsets without bounds checks; a file whose
+/// sizes do not match its trees is one LightGBM would read differently (or crash on), so it
+/// is refused rather than evaluated.
+fn sizes_mismatch(what: String) -> ModelTextError {
+    Corrupt(format!(
+        "the model text is truncated or edited: tree_sizes do not match the trees ({what})"
+    ))
+}
+
+fn read_tree<'a>(
+    body: &'a str,
+    num_features: usize,
+    cache: &mut ThresholdCache<'a>,
+) -> Result<TextTree, ModelTextError> {
+    Fields::read_body(body).and_then(|fields| fields.into_tree(num_features, cache))
+}
+
+/// The trees of `bodies` (the first being tree `first`), read in parallel.
+fn read_trees(
+    bodies: &[&str],
+    first: usize,
+    num_features: usize,
+) -> Vec<Result<TextTree, ModelTextError>> {
+    bodies
+        .par_iter()
+        .enumerate()
+        .map_init(ThresholdCache::default, |cache, (i, body)| {
+            read_tree(body, num_features, cache)
+                .map_err(|e| e.context(&format!("tree {}", first + i)))
+        })
+        .collect()
 }
 
 /// The lines of a text with the byte offset each starts at, split at `\n` (a `\r` before it
@@ -177,50 +531,6 @@ impl<'a> Iterator for Lines<'a> {
         };
         Some((start, line.strip_suffix('\r').unwrap_or(line)))
     }
-}
-
-/// The tree texts after each `Tree=<index>` line, cut at the offsets `tree_sizes` gives.
-/// LightGBM slices the trees this way without bounds checks; a file whose sizes do not match
-/// its trees is one LightGBM would read differently (or crash on), so it is refused rather
-/// than evaluated.
-fn slice_trees<'a>(
-    text: &'a str,
-    start: usize,
-    sizes: &[usize],
-) -> Result<Vec<&'a str>, ModelTextError> {
-    if sizes.len() > MAX_TREES {
-        return Err(Unsupported(format!("more than {MAX_TREES} trees")));
-    }
-    let mismatch = |what: String| {
-        Corrupt(format!(
-            "the model text is truncated or edited: tree_sizes do not match the trees ({what})"
-        ))
-    };
-    let mut bodies = Vec::with_capacity(sizes.len());
-    let mut at = start;
-    for (index, size) in sizes.iter().enumerate() {
-        let tree = at
-            .checked_add(*size)
-            .and_then(|end| text.get(at..end))
-            .ok_or_else(|| mismatch(format!("tree {index} ends outside the text")))?;
-        let (label, body) = tree.split_once('\n').unwrap_or((tree, ""));
-        let label = label.strip_suffix('\r').unwrap_or(label);
-        if label.strip_prefix("Tree=") != Some(index.to_string().as_str()) {
-            return Err(mismatch(format!("tree {index} starts at {label:?}")));
-        }
-        bodies.push(body);
-        at += size;
-    }
-    let end = text.get(at..).unwrap_or_default();
-    let end = end.split_once('\n').map_or(end, |(line, _)| line);
-    if end.strip_suffix('\r').unwrap_or(end) != "end of trees" {
-        return Err(mismatch(format!(
-            "tree_sizes add up to {} bytes, followed by {:?} instead of `end of trees`",
-            at - start,
-            end.chars().take(40).collect::<String>()
-        )));
-    }
-    Ok(bodies)
 }
 
 /// The tree texts after each `Tree=<index>` line, each ending at the blank line after it, for
