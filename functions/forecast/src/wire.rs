@@ -166,11 +166,13 @@ pub struct PredictionsResponse {
 /// Where the cold start spent its time, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct InitTimings {
-    /// Fetching manifest and booster (concurrently).
+    /// Fetching manifest and booster (concurrently), less the hashing and reading of the
+    /// booster's chunks done while it arrives (counted below).
     pub fetch_ms: f64,
-    /// Parsing the manifest and checking the booster's sha256.
+    /// Parsing the manifest and hashing the booster (sha256, chunk by chunk as it arrives).
     pub verify_ms: f64,
-    /// Parsing the booster and checking its features.
+    /// Reading the booster's trees (chunk by chunk as they arrive), compiling them and
+    /// checking its features.
     pub parse_ms: f64,
     /// Verifying the manifest's check rows and the warm-up predictions.
     pub warmup_ms: f64,

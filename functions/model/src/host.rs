@@ -11,14 +11,47 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use forecast::ModelLocation;
+use forecast::wire::ModelInvocation;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::error::{InitError, ModelError};
-use crate::handler::{ModelResponse, handle_json};
+use crate::handler::{ModelResponse, handle_json, respond};
 use crate::loader::{LoadedModel, ObjectStore, load_model};
 
 /// Least time between two attempts to load a model that failed to load.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
+/// An invocation's JSON text, borrowed or owned ([`ModelHost::invoke`] drops an owned one as
+/// soon as it is decoded).
+pub trait Payload: Send {
+    /// The JSON text.
+    fn json(&self) -> &str;
+}
+
+impl Payload for &str {
+    fn json(&self) -> &str {
+        self
+    }
+}
+
+impl Payload for &String {
+    fn json(&self) -> &str {
+        self
+    }
+}
+
+impl Payload for String {
+    fn json(&self) -> &str {
+        self
+    }
+}
+
+impl Payload for Box<RawValue> {
+    fn json(&self) -> &str {
+        self.get()
+    }
+}
 
 /// The model host: a store, where the model lives in it, and the model once loaded.
 #[derive(Debug)]
@@ -72,9 +105,12 @@ impl<S: ObjectStore> ModelHost<S> {
     }
 
     /// Answers one invocation given as JSON text.
-    pub async fn invoke(&self, payload: &str) -> Result<ModelResponse, ModelError> {
+    pub async fn invoke<P: Payload>(&self, payload: P) -> Result<ModelResponse, ModelError> {
         let model = self.current().await?;
-        handle_json(&model, payload, self.max_rows)
+        let invocation = ModelInvocation::decode_str(payload.json(), self.max_rows)?;
+        // The text of a large batch is as big as its rows: not kept while they are scored.
+        drop(payload);
+        respond(&model, invocation, self.max_rows)
     }
 
     async fn current(&self) -> Result<Arc<LoadedModel>, ModelError> {
@@ -121,6 +157,7 @@ async fn load_state<S: ObjectStore>(store: &S, location: &ModelLocation) -> Stat
     let started = Instant::now();
     match load_model(store, location).await {
         Ok(model) => {
+            warm_handler(&model);
             emit(&loaded_log_line(&model));
             State::Ready(Arc::new(model))
         }
@@ -132,6 +169,17 @@ async fn load_state<S: ObjectStore>(store: &S, location: &ModelLocation) -> Stat
                 since: Instant::now(),
             }
         }
+    }
+}
+
+/// Answers one single-row payload the way an invocation would (decode, predict, encode), so
+/// the first real invocation does not pay for the first run of that code. The answer is
+/// thrown away; a failure here would also fail that invocation, which reports it.
+fn warm_handler(model: &LoadedModel) {
+    let row = vec![0; model.manifest.features.len()];
+    let payload = json!({"dataframe_split": {"columns": model.manifest.features, "data": [row]}});
+    if let Ok(response) = handle_json(model, &payload.to_string(), 1) {
+        let _ = serde_json::to_vec(&response);
     }
 }
 

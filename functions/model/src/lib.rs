@@ -19,13 +19,14 @@ pub mod error;
 pub mod handler;
 pub mod host;
 pub mod loader;
+pub mod memory;
 #[cfg(test)]
 mod testing;
 
 pub use config::{ModelConfig, ModelSource};
 pub use error::{FetchErrorKind, InitError, ModelError};
 pub use handler::{ModelResponse, handle_invocation, handle_json};
-pub use host::ModelHost;
+pub use host::{ModelHost, Payload};
 pub use loader::{
     ConfiguredStore, LoadedModel, LocalFileStore, ObjectStore, S3ObjectStore, load_model,
 };

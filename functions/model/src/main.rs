@@ -8,7 +8,10 @@ use serde_json::value::RawValue;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    // Before anything large is allocated (see `model::memory`).
+    let fixed_threshold = model::memory::fix_mmap_threshold();
     lambda_runtime::tracing::init_default_subscriber();
+    tracing::debug!(fixed_threshold, "malloc's mmap threshold");
     let config = match ModelConfig::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -22,7 +25,7 @@ async fn main() -> Result<(), Error> {
     // numbers; a generic JSON tree of a large batch would cost four times the memory.
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let host = Arc::clone(&host);
-        async move { host.invoke(event.payload.get()).await }
+        async move { host.invoke(event.payload).await }
     }))
     .await
 }

@@ -97,6 +97,33 @@ impl ObjectStore for MemoryStore {
     }
 }
 
+/// A [`MemoryStore`] that streams its objects in chunks of the given size, as S3 does.
+pub(crate) struct ChunkedStore(pub(crate) MemoryStore, pub(crate) usize);
+
+impl ObjectStore for ChunkedStore {
+    async fn get(&self, bucket: &str, key: &str) -> Result<StoredObject, FetchFailure> {
+        self.0.get(bucket, key).await
+    }
+
+    async fn stream<F: FnMut(Bytes) + Send>(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut sink: F,
+    ) -> Result<Option<String>, FetchFailure> {
+        let object = self.0.get(bucket, key).await?;
+        let size = self.1.max(1);
+        for start in (0..object.bytes.len()).step_by(size) {
+            sink(
+                object
+                    .bytes
+                    .slice(start..(start + size).min(object.bytes.len())),
+            );
+        }
+        Ok(object.etag)
+    }
+}
+
 /// An object store that fails every fetch the same way.
 pub(crate) struct FailingStore(pub(crate) FetchFailure);
 
