@@ -53,8 +53,9 @@ dev: deps ## run the whole stack on 127.0.0.1 until Ctrl-C
 sam-local: deps ## the stack under sam local (Docker) on 127.0.0.1:3000 until Ctrl-C
 	@infra/local/sam-local.sh
 
-test: deps ## every gate: fmt, clippy, sam lint, unit and end-to-end tests
+test: deps ## every gate: fmt, clippy, sam lint, doc links, unit and end-to-end tests
 	cargo fmt --all --check
+	python3 tests/docs/links.py
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	sam validate --lint
 	$(ASL_VALIDATOR) --json-path $(STATE_MACHINES)
@@ -102,8 +103,9 @@ fuzz: ## cargo fuzz (nightly) on request and payload decoding, FUZZ_SECONDS each
 fmt: ## format the code
 	cargo fmt --all
 
-lint: deps ## fmt check, clippy, sam validate --lint and the state machine definition only
+lint: deps ## fmt check, clippy, sam validate --lint, the state machine definition, doc links
 	cargo fmt --all --check
+	python3 tests/docs/links.py
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	sam validate --lint
 	$(ASL_VALIDATOR) --json-path $(STATE_MACHINES)

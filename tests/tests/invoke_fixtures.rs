@@ -1,7 +1,8 @@
 //! `cargo lambda invoke`, the third way in, with every committed event under `data/events/`:
 //! each API Gateway v2 event through the orchestrator and the ping through the model, against
 //! `cargo lambda watch` on 127.0.0.1 and a model trained on the whole store x item domain the
-//! events use (stores 1..=10, items 1..=50). Each answer is the one the README documents.
+//! events use (stores 1..=10, items 1..=50). Each answer is the one docs/api.md and
+//! docs/model-payload.md document.
 
 // Integration-test helpers panic on purpose: a failed setup step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
