@@ -6,10 +6,10 @@
 //! buffers of that size come from the heaps of the thread arenas, which keep the pages after
 //! they are freed. A batch invocation holds a few such buffers (its JSON text, its rows, its
 //! answer), each on whichever thread runs it: with the dynamic threshold they stay resident
-//! in several arenas after every batch. Measured on the 3000-tree model and 45,000-row
-//! batches: peak RSS 24.0-24.6 MB with glibc's default, 20.6-21.2 MB with the threshold fixed
-//! at its initial 128 KiB (BENCHMARKS.md). Small allocations, every single-row invocation
-//! included, are not affected.
+//! in several arenas after every batch. Measured with the 3000-tree model, a cold start and
+//! three 45,000-row batches, four runs each: peak RSS 22.7-24.8 MB with glibc's default,
+//! 20.6-21.2 MB with the threshold fixed at its initial 128 KiB. Small allocations, every
+//! single-row invocation included, are not affected.
 //!
 //! All `unsafe` of the model function is here.
 

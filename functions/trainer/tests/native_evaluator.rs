@@ -210,7 +210,11 @@ fn a_3000_tree_model_on_10000_rows_and_every_threshold() {
     let streamed = reader.finish().unwrap();
     let whole = Booster::from_model_text(text).unwrap();
     let bits = |b: &Booster| -> Vec<u64> {
-        b.predict(&rows).unwrap().iter().map(|p| p.to_bits()).collect()
+        b.predict(&rows)
+            .unwrap()
+            .iter()
+            .map(|p| p.to_bits())
+            .collect()
     };
     assert_eq!(bits(&streamed), bits(&whole));
 }

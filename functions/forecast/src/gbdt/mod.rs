@@ -45,6 +45,9 @@ const BLOCK_ROWS: usize = 32;
 /// are sorted once at the end instead.
 const SORTED_INSERT_LIMIT: usize = 1024;
 
+/// Batches smaller than this are evaluated on the calling thread.
+const PARALLEL_MIN_ROWS: usize = 512;
+
 /// Why a model text cannot be evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelTextError {
@@ -187,9 +190,6 @@ impl BoosterReader {
 }
 
 impl Booster {
-    /// Batches smaller than this are evaluated on the calling thread.
-    pub const PARALLEL_MIN_ROWS: usize = 512;
-
     /// Parses and compiles a LightGBM text model.
     pub fn from_model_text(text: &str) -> Result<Self, ModelTextError> {
         let mut reader = BoosterReader::default();
@@ -267,13 +267,13 @@ impl Booster {
     }
 
     fn chunk_rows(&self, n: usize) -> usize {
-        if n < Self::PARALLEL_MIN_ROWS {
+        if n < PARALLEL_MIN_ROWS {
             return n.max(1);
         }
         // A few chunks per thread keeps the threads busy to the end; each chunk stays large
         // enough that the tree data it streams through is reused by many rows.
         let threads = rayon::current_num_threads().max(1);
-        n.div_ceil(threads * 4).max(Self::PARALLEL_MIN_ROWS / 2)
+        n.div_ceil(threads * 4).max(PARALLEL_MIN_ROWS / 2)
     }
 
     /// Evaluates `rows` into `out` on this thread, block by block.
