@@ -10,10 +10,12 @@
 //! - [`distribution`]: predictive count distributions: quantiles, SMAPE-optimal points, calibration;
 //! - [`gbdt`]: the native LightGBM evaluator, bit-identical to LightGBM's predictor;
 //! - [`manifest`]: the model manifest stored beside every booster, and its S3 layout;
+//! - [`artifact`]: `model.txt` read and proven against its manifest, the one way;
 //! - [`wire`]: the MLflow-compatible payloads spoken by the model Lambda.
 //!
 //! Run its tests with `cargo test -p forecast`.
 
+pub mod artifact;
 pub mod date;
 pub mod distribution;
 pub mod features;

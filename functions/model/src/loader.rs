@@ -8,11 +8,11 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use bytes::Bytes;
 use forecast::wire::InitTimings;
 use forecast::{ModelLocation, ModelManifest};
-use sha2::{Digest, Sha256};
 
 use crate::config::{ModelConfig, ModelSource};
 use crate::error::{FetchErrorKind, InitError};
-use forecast::gbdt::{Booster, BoosterReader, ModelTextError};
+use forecast::artifact::{ArtifactError, ArtifactReader, VerifiedBooster};
+use forecast::gbdt::Booster;
 
 /// Largest object the host will load. A booster this big could not be served from a Lambda
 /// function's memory anyway, and the cap keeps a bogus `Content-Length` from reserving it.
@@ -339,18 +339,14 @@ pub async fn load_model<S: ObjectStore>(
     // The booster is hashed and read chunk by chunk as it arrives, in the download loop: the
     // text is never held whole. (Reading on a thread of its own, fed through a queue, was
     // measured: no faster on two cores, and a megabyte more at the peak.)
-    let mut hasher = Sha256::new();
-    let mut reader = BoosterReader::default();
-    let (mut hashing, mut reading) = (Duration::ZERO, Duration::ZERO);
+    let mut reader = ArtifactReader::default();
+    let mut in_loop = Duration::ZERO;
     let (manifest_object, model_etag) = tokio::join!(
         store.get(&location.bucket, &manifest_key),
         store.stream(&location.bucket, &model_key, |chunk| {
             let start = Instant::now();
-            hasher.update(&chunk);
-            let hashed = Instant::now();
             reader.push(&chunk);
-            hashing += hashed - start;
-            reading += hashed.elapsed();
+            in_loop += start.elapsed();
         })
     );
     let manifest_object = manifest_object.map_err(|f| fetch_error(&manifest_uri, f))?;
@@ -362,49 +358,34 @@ pub async fn load_model<S: ObjectStore>(
             uri: manifest_uri.clone(),
             reason: e.to_string(),
         })?;
-    let actual = hex::encode(hasher.finalize());
-    if !actual.eq_ignore_ascii_case(&manifest.model_sha256) {
-        return Err(InitError::ShaMismatch {
-            uri: model_uri,
-            expected: manifest.model_sha256.clone(),
-            actual,
-        });
-    }
-    let verified = started.elapsed();
-
-    let corrupt = |reason: String| InitError::CorruptBooster {
-        uri: model_uri.clone(),
-        reason,
-    };
-    let booster = reader.finish().map_err(|e| match e {
-        ModelTextError::Corrupt(reason) => corrupt(reason),
-        ModelTextError::Unsupported(reason) => InitError::UnsupportedModel {
-            uri: model_uri.clone(),
-            reason,
-        },
-    })?;
-    if booster.feature_names() != manifest.features.as_slice() {
-        return Err(InitError::FeatureMismatch {
-            uri: model_uri,
-            manifest: manifest.features.clone(),
-            booster: booster.feature_names().to_vec(),
-        });
-    }
-    let parsed = started.elapsed();
-
     // Serve nothing this evaluator does not reproduce bit for bit: the check rows are
     // LightGBM's own predictions, made when the model was trained.
-    booster
-        .verify(&manifest.check_rows)
-        .map_err(|reason| InitError::CheckRowsMismatch {
-            uri: model_uri.clone(),
-            reason,
-        })?;
-    warm_up(&booster).map_err(|e| corrupt(format!("the warm-up prediction failed: {e}")))?;
-    let warmed = started.elapsed();
+    let VerifiedBooster { booster, timings } = reader.finish(&manifest).map_err(|e| {
+        let uri = model_uri.clone();
+        match e {
+            ArtifactError::ShaMismatch { expected, actual } => InitError::ShaMismatch {
+                uri,
+                expected,
+                actual,
+            },
+            ArtifactError::Corrupt(reason) => InitError::CorruptBooster { uri, reason },
+            ArtifactError::Unsupported(reason) => InitError::UnsupportedModel { uri, reason },
+            ArtifactError::FeatureMismatch { manifest, booster } => InitError::FeatureMismatch {
+                uri,
+                manifest,
+                booster,
+            },
+            ArtifactError::CheckRows(reason) => InitError::CheckRowsMismatch { uri, reason },
+        }
+    })?;
+    let warming = Instant::now();
+    warm_up(&booster).map_err(|reason| InitError::CorruptBooster {
+        uri: model_uri.clone(),
+        reason: format!("the warm-up prediction failed: {reason}"),
+    })?;
+    let warm_up_time = warming.elapsed();
+    let total = started.elapsed();
 
-    // The hashing and reading done inside the transfer are counted as verifying and parsing.
-    let transfer = fetched.saturating_sub(hashing + reading);
     Ok(LoadedModel {
         manifest,
         booster,
@@ -412,11 +393,12 @@ pub async fn load_model<S: ObjectStore>(
         loaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         model_etag,
         timings: InitTimings {
-            fetch_ms: millis(transfer),
-            verify_ms: millis(hashing + (verified - fetched)),
-            parse_ms: millis(reading + (parsed - verified)),
-            warmup_ms: millis(warmed - parsed),
-            total_ms: millis(warmed),
+            // The hashing and reading done inside the transfer count as verifying and parsing.
+            fetch_ms: millis(fetched.saturating_sub(in_loop)),
+            verify_ms: millis(timings.hashing),
+            parse_ms: millis(timings.reading),
+            warmup_ms: millis(timings.checking + warm_up_time),
+            total_ms: millis(total),
         },
     })
 }
@@ -523,7 +505,7 @@ mod tests {
         let location = ModelLocation::new("bucket", "tiny", "t1");
         let bytes = vec![0xff, 0xfe, 0x00];
         let mut manifest = manifest_for("");
-        manifest.model_sha256 = hex::encode(Sha256::digest(&bytes));
+        manifest.model_sha256 = forecast::artifact::sha256_hex(&bytes);
         store.put(
             &location.manifest_key(),
             serde_json::to_vec(&manifest).unwrap(),

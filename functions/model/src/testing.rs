@@ -7,7 +7,6 @@ use forecast::ModelManifest;
 use forecast::manifest::{RowCounts, TrainingDomain};
 use lightgbm3::{Booster, Dataset};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use forecast::ModelLocation;
 
@@ -49,7 +48,7 @@ pub(crate) fn manifest_for(model_text: &str) -> ModelManifest {
         metrics: Default::default(),
         trained_at: "2026-01-01T00:00:00Z".into(),
         training_data_sha256: "00".into(),
-        model_sha256: hex::encode(Sha256::digest(model_text.as_bytes())),
+        model_sha256: forecast::artifact::sha256_hex(model_text.as_bytes()),
         num_trees: 10,
         domain: TrainingDomain {
             stores: vec![],

@@ -4,7 +4,6 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use forecast::{ItemId, StoreId};
-use sha2::{Digest, Sha256};
 
 /// One day of sales of one item in one store.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,7 +72,7 @@ pub fn read_sales_csv(path: &Path) -> Result<SalesHistory, DataError> {
 
 /// Parses sales CSV bytes (see [`read_sales_csv`]).
 pub fn parse_sales_csv(bytes: &[u8]) -> Result<SalesHistory, DataError> {
-    let sha256 = hex::encode(Sha256::digest(bytes));
+    let sha256 = forecast::artifact::sha256_hex(bytes);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(bytes);

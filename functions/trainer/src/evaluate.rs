@@ -5,12 +5,12 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
+use forecast::artifact::{ArtifactError, check_sha256, read_artifact, sha256_hex};
 use forecast::distribution::{DEFAULT_LEVELS, level_key, score_quantiles};
 use forecast::features::{self, Feature};
 use forecast::gbdt::Booster;
 use forecast::manifest::{MANIFEST_FILE, MODEL_FILE};
 use forecast::{ForecastRequest, ModelManifest};
-use sha2::{Digest, Sha256};
 
 use crate::data::{SalesHistory, TestRow};
 use crate::metrics;
@@ -39,13 +39,8 @@ impl ModelFiles {
         let model_path = dir.join(MODEL_FILE);
         let model_bytes = std::fs::read(&model_path)
             .with_context(|| format!("reading {}", model_path.display()))?;
-        let actual = hex::encode(Sha256::digest(&model_bytes));
-        anyhow::ensure!(
-            actual == manifest.model_sha256,
-            "{} hashes to {actual}, the manifest says {}",
-            model_path.display(),
-            manifest.model_sha256
-        );
+        check_sha256(&manifest, &sha256_hex(&model_bytes))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", model_path.display()))?;
         Ok(Self {
             manifest,
             manifest_bytes,
@@ -57,20 +52,15 @@ impl ModelFiles {
     /// with), after checking its features against the manifest and its predictions against
     /// the manifest's check rows, bit for bit.
     pub fn verified_booster(&self) -> anyhow::Result<Booster> {
-        let text = std::str::from_utf8(&self.model_bytes)
-            .with_context(|| format!("{MODEL_FILE} is not UTF-8"))?;
-        let booster = Booster::from_model_text(text)
-            .map_err(|e| anyhow::anyhow!("the native evaluator cannot serve {MODEL_FILE}: {e}"))?;
-        anyhow::ensure!(
-            booster.feature_names() == self.manifest.features.as_slice(),
-            "{MODEL_FILE} has features {:?}, the manifest lists {:?}",
-            booster.feature_names(),
-            self.manifest.features
-        );
-        booster.verify(&self.manifest.check_rows).map_err(|e| {
-            anyhow::anyhow!("the native evaluator does not reproduce LightGBM: {e}")
-        })?;
-        Ok(booster)
+        // The model function's own reader, so both accept and refuse the same artifacts.
+        read_artifact(&self.model_bytes, &self.manifest)
+            .map(|verified| verified.booster)
+            .map_err(|e| match e {
+                ArtifactError::CheckRows(reason) => {
+                    anyhow::anyhow!("the native evaluator does not reproduce LightGBM: {reason}")
+                }
+                other => anyhow::anyhow!("the native evaluator cannot serve {MODEL_FILE}: {other}"),
+            })
     }
 }
 
@@ -307,6 +297,9 @@ mod tests {
         let trained = train(&history, &config, dir.path()).unwrap();
         std::fs::write(&trained.model_path, "tampered").unwrap();
         let err = ModelDir::load(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("the manifest says"), "{err}");
+        assert!(
+            err.to_string().contains("does not match the manifest's"),
+            "{err}"
+        );
     }
 }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use forecast::artifact::sha256_hex;
 use forecast::distribution::{DistributionInfo, PointKind};
 use forecast::features::{self, Feature, ORIGINAL_FEATURES};
 use forecast::gbdt::{CheckRow, ExactF64};
@@ -13,7 +14,6 @@ use forecast::manifest::{
 use forecast::{ForecastRequest, ModelManifest};
 use lightgbm3::Booster;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::data::{SalesHistory, SalesRecord};
 use crate::split::Split;
@@ -137,7 +137,7 @@ pub fn train(
         ((booster, model_text), fit.len())
     };
 
-    let model_sha256 = hex::encode(Sha256::digest(model_text.as_bytes()));
+    let model_sha256 = sha256_hex(model_text.as_bytes());
     let manifest = ModelManifest {
         format_version: MANIFEST_FORMAT_VERSION,
         name: config.name.clone(),
@@ -388,10 +388,7 @@ mod tests {
         let manifest: ModelManifest =
             serde_json::from_slice(&std::fs::read(&trained.manifest_path).unwrap()).unwrap();
         assert_eq!(manifest, trained.manifest);
-        assert_eq!(
-            manifest.model_sha256,
-            hex::encode(Sha256::digest(text.as_bytes()))
-        );
+        assert_eq!(manifest.model_sha256, sha256_hex(text.as_bytes()));
         assert_eq!(manifest.features, ["store", "item", "month", "day", "year"]);
         assert_eq!(manifest.num_trees, 20);
         assert_eq!(manifest.domain.stores, [1, 2]);

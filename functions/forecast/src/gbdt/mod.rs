@@ -953,4 +953,4 @@ pub struct CheckRow {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,7 +7,7 @@ use super::*;
 
 /// Two features, two trees: the first splits `a <= 4.5` (missing None, default left) then
 /// `b <= 9.5` (missing NaN, default left); the second is a single leaf.
-const TWO_TREES: &str = "tree
+pub(crate) const TWO_TREES: &str = "tree
 version=v4
 num_class=1
 num_tree_per_iteration=1

@@ -10,7 +10,6 @@ use forecast::ModelManifest;
 use forecast::manifest::{RowCounts, TrainingDomain};
 use lightgbm3::{Booster, Dataset};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 /// The original model's features, in order.
 pub(crate) const FEATURES: [&str; 5] = ["store", "item", "month", "day", "year"];
@@ -92,7 +91,7 @@ pub(crate) fn manifest_for(
         metrics: Default::default(),
         trained_at: "2026-01-01T00:00:00Z".into(),
         training_data_sha256: "synthetic".into(),
-        model_sha256: hex::encode(Sha256::digest(model_text.as_bytes())),
+        model_sha256: forecast::artifact::sha256_hex(model_text.as_bytes()),
         num_trees: rounds,
         domain: TrainingDomain {
             stores: vec![],
