@@ -71,27 +71,6 @@ impl Rows {
         self
     }
 
-    fn into_input(self) -> ScoringInput {
-        let width = self.width.or_else(|| self.columns.as_ref().map(Vec::len));
-        ScoringInput {
-            columns: self.columns,
-            width: width.unwrap_or(0),
-            rows: self.rows,
-            values: self.values,
-            options: PredictOptions::default(),
-        }
-    }
-
-    fn ragged<E: de::Error>(&self, ctx: &Ctx, row: usize, got: usize, width: usize) -> E {
-        ctx.invalid(if self.columns_given {
-            format!("row {row} has {got} values but there are {width} columns")
-        } else {
-            format!(
-                "row {row} has {got} values but row 0 has {width}; every row needs the same number"
-            )
-        })
-    }
-
     /// Decodes one positional row.
     fn read_list<'de, A: SeqAccess<'de>>(&mut self, ctx: &Ctx, mut seq: A) -> Result<(), A::Error> {
         let row = self.rows;
@@ -112,7 +91,13 @@ impl Rows {
             }
         };
         match self.width {
-            Some(width) if got != width => return Err(self.ragged(ctx, row, got, width)),
+            Some(width) if got != width => {
+                return Err(ctx.invalid(if self.columns_given {
+                    format!("row {row} has {got} values but there are {width} columns")
+                } else {
+                    format!("row {row} has {got} values but row 0 has {width}; every row needs the same number")
+                }));
+            }
             Some(_) => {}
             None => self.width = Some(got),
         }
@@ -120,65 +105,60 @@ impl Rows {
         Ok(())
     }
 
-    /// Decodes one record; the first one fixes the columns.
+    /// Decodes one record. The first one fixes the columns; every other must have the same.
     fn read_record<'de, A: MapAccess<'de>>(
         &mut self,
         ctx: &Ctx,
         mut map: A,
     ) -> Result<(), A::Error> {
         let row = self.rows;
-        let twice = |key: &str| ctx.invalid(format!("row {row} has column {} twice", echo(key)));
         let schema = |message| ctx.fail(ModelErrorType::SchemaMismatch, message);
-        if row == 0 {
-            let mut columns: Vec<String> = Vec::new();
-            while let Some(key) = map.next_key_seed(Kind(ctx, Name(0)))? {
-                if columns.iter().any(|c| *c == key) {
-                    return Err(twice(&key));
+        let mut columns = self.columns.take().unwrap_or_default();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.resize(columns.len(), f64::NAN);
+        while let Some(key) = map.next_key_seed(Kind(ctx, Name(0)))? {
+            let found = match &self.lookup {
+                Some(lookup) => lookup.get(key.as_ref()).copied(),
+                None => columns.iter().position(|c| *c == key),
+            };
+            let col = match found {
+                Some(col) if !scratch[col].is_nan() => {
+                    let key = echo(&key);
+                    return Err(ctx.invalid(format!("row {row} has column {key} twice")));
                 }
-                if columns.len() == MAX_COLUMNS {
-                    return Err(ctx.too_many_columns("row 0"));
-                }
-                let cell = Cell(row, columns.len(), Some(key.as_ref()));
-                self.values.push(map.next_value_seed(Kind(ctx, cell))?);
-                columns.push(key.into_owned());
-            }
-            if columns.len() > LINEAR_LOOKUP_MAX {
-                let lookup = columns.iter().enumerate().map(|(i, c)| (c.clone(), i));
-                self.lookup = Some(lookup.collect());
-            }
-            self.width = Some(columns.len());
-            self.columns = Some(columns);
-        } else {
-            let names = self.columns.as_deref().unwrap_or_default();
-            let mut scratch = std::mem::take(&mut self.scratch);
-            scratch.clear();
-            scratch.resize(names.len(), f64::NAN);
-            while let Some(key) = map.next_key_seed(Kind(ctx, Name(0)))? {
-                let col = match &self.lookup {
-                    Some(lookup) => lookup.get(key.as_ref()).copied(),
-                    None => names.iter().position(|c| *c == key),
-                };
-                let Some(col) = col else {
+                Some(col) => col,
+                None if row > 0 => {
                     return Err(schema(format!(
                         "row {row} has column {}, which row 0 does not have; every record needs the same columns",
                         echo(&key)
                     )));
-                };
-                if !scratch[col].is_nan() {
-                    return Err(twice(&key));
                 }
-                let cell = Cell(row, col, Some(key.as_ref()));
-                scratch[col] = map.next_value_seed(Kind(ctx, cell))?;
-            }
-            if let Some(col) = scratch.iter().position(|v| v.is_nan()) {
-                return Err(schema(format!(
-                    "row {row} lacks column {}, which row 0 has; every record needs the same columns",
-                    echo(&names[col])
-                )));
-            }
-            self.values.extend_from_slice(&scratch);
-            self.scratch = scratch;
+                None if columns.len() == MAX_COLUMNS => {
+                    return Err(ctx.too_many_columns("row 0"));
+                }
+                None => {
+                    columns.push(key.to_string());
+                    scratch.push(f64::NAN);
+                    columns.len() - 1
+                }
+            };
+            scratch[col] = map.next_value_seed(Kind(ctx, Cell(row, col, Some(key.as_ref()))))?;
         }
+        if let Some(col) = scratch.iter().position(|v| v.is_nan()) {
+            return Err(schema(format!(
+                "row {row} lacks column {}, which row 0 has; every record needs the same columns",
+                echo(&columns[col])
+            )));
+        }
+        if row == 0 && columns.len() > LINEAR_LOOKUP_MAX {
+            let lookup = columns.iter().enumerate().map(|(i, c)| (c.clone(), i));
+            self.lookup = Some(lookup.collect());
+        }
+        self.values.extend_from_slice(&scratch);
+        self.width = Some(columns.len());
+        self.columns = Some(columns);
+        self.scratch = scratch;
         self.rows += 1;
         Ok(())
     }
@@ -199,7 +179,14 @@ impl<'de> Expect<'de> for Rows {
 
     fn list<A: SeqAccess<'de>>(mut self, ctx: &Ctx, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element_seed(NextRow(ctx, &mut self))?.is_some() {}
-        Ok(self.into_input())
+        let width = self.width.or_else(|| self.columns.as_ref().map(Vec::len));
+        Ok(ScoringInput {
+            columns: self.columns,
+            width: width.unwrap_or(0),
+            rows: self.rows,
+            values: self.values,
+            options: PredictOptions::default(),
+        })
     }
 
     fn object<A: MapAccess<'de>>(self, ctx: &Ctx, mut map: A) -> Result<Self::Value, A::Error> {
