@@ -377,6 +377,22 @@ fn more_rows_than_the_limit_are_refused_in_every_form() {
     assert_eq!(rows(json!({"instances": [[1], [2], [3]]})).rows, 3);
 }
 
+/// The limit ends the parse at the first row past it: nothing after that row is read, not
+/// even text that is not JSON, so a hostile body never has all of its rows held.
+#[test]
+fn the_row_limit_stops_the_parse_at_the_first_row_past_it() {
+    let expected = "the request has more than 3 rows; send at most 3 rows per request";
+    for text in [
+        r#"{"dataframe_split": {"columns": ["a"], "data": [[1], [2], [3], [4], ["x"]"#,
+        r#"{"dataframe_records": [{"a": 1}, {"a": 2}, {"a": 3}, {"a": 4}, not JSON"#,
+        r#"{"instances": [[1], [2], [3], ["x"], [5]"#,
+        r#"{"inputs": {"a": [1, 2, 3, 4, "x"#,
+    ] {
+        let err = ModelInvocation::decode_str(text, 3).unwrap_err();
+        assert_eq!(err.message, expected, "{text}");
+    }
+}
+
 #[test]
 fn too_many_columns_are_refused() {
     let row: Vec<u32> = vec![1; MAX_COLUMNS + 1];
