@@ -4,10 +4,10 @@
 //! of columns), or `{"ping": {}}`, with optional `params`.
 //!
 //! [`ModelInvocation::decode_str`] decodes straight from the JSON text into one flat vector of
-//! numbers ([`rows`]): a generic JSON tree costs about 32 bytes per cell, which a 6 MB payload
+//! numbers (`rows`): a generic JSON tree costs about 32 bytes per cell, which a 6 MB payload
 //! of small numbers would turn into a hundred megabytes on a 128 MB function. Every message is
 //! the decoder's own and names the key, row or column at fault: each place in the payload says
-//! which JSON kinds it takes ([`Expect`]) and one visitor ([`Kind`]) refuses the others, so
+//! which JSON kinds it takes (`Expect`) and one visitor (`Kind`) refuses the others, so
 //! serde's text ("invalid type: ...") never reaches the caller. For the same reason nothing
 //! here is derived: a derived envelope would answer unknown, repeated and missing keys in
 //! serde's words, and `params` travels beside the input, not inside it.
