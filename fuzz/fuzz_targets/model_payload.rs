@@ -4,7 +4,7 @@
 //! host matches columns by name; and except for repeated keys, which only the stream sees).
 #![no_main]
 
-use forecast::wire::{ModelInvocation, ScoringInput};
+use model::decode::{ModelInvocation, ScoringInput};
 use libfuzzer_sys::fuzz_target;
 
 /// Columns sorted by name, each with its values; positional rows as they are.

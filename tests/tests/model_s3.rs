@@ -12,7 +12,9 @@ use std::sync::{Arc, OnceLock};
 
 use e2e::LocalS3;
 use forecast::{ModelLocation, ModelManifest};
-use model::{FetchErrorKind, InitError, ModelError, ModelHost, ModelResponse, S3ObjectStore};
+use model::{
+    FetchErrorKind, InitError, ModelError, ModelErrorType, ModelHost, ModelResponse, S3ObjectStore,
+};
 use model::{LoadedModel, load_model};
 use serde_json::json;
 use synthetic::FEATURES;
@@ -306,7 +308,7 @@ async fn each_cold_start_failure_is_distinct_and_names_the_object() {
     let host = ModelHost::start(S3ObjectStore::new(client.clone()), location, 100).await;
     let err = host.invoke(r#"{"ping": {}}"#).await.unwrap_err();
     assert!(
-        matches!(&err, ModelError::ModelUnavailable(m) if m.contains("FeatureMismatch")),
+        matches!(&err, ModelError { kind: ModelErrorType::ModelUnavailable, message: m } if m.contains("FeatureMismatch")),
         "{err}"
     );
 }

@@ -22,7 +22,8 @@ use std::time::Duration;
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use forecast::wire::{ModelIdentity, ModelInvocation, PredictionsResponse};
+use forecast::wire::{ModelIdentity, PredictionsResponse};
+use model::decode::ModelInvocation;
 use model::{LoadedModel, LocalFileStore, handle_json, load_model};
 use serde_json::value::RawValue;
 use synthetic::FEATURES;

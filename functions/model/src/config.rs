@@ -1,7 +1,7 @@
 //! Configuration of the model host, read once from the environment at cold start.
 
+use crate::decode::DEFAULT_MAX_ROWS;
 use forecast::ModelLocation;
-use forecast::wire::DEFAULT_MAX_ROWS;
 
 use crate::error::InitError;
 

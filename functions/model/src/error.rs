@@ -1,7 +1,7 @@
 //! Errors of the model host: initialisation failures and per-invocation errors.
 
 use forecast::manifest::ModelUriError;
-use forecast::wire::{InvalidPayload, ModelErrorType};
+pub use forecast::wire::{ModelError, ModelErrorType};
 use lambda_runtime::Diagnostic;
 
 /// Why an object could not be fetched, as far as the caller can act on it.
@@ -147,60 +147,14 @@ impl InitError {
     }
 }
 
-/// A failed invocation. The variant is reported as the Lambda `errorType`, so callers can
-/// tell their own mistakes (`InvalidInput`, `SchemaMismatch`) from the host's
-/// (`ModelUnavailable`, `Internal`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ModelError {
-    /// The payload cannot be decoded.
-    #[error("{0}")]
-    InvalidInput(String),
-    /// The columns do not match the model's features.
-    #[error("{0}")]
-    SchemaMismatch(String),
-    /// The host has no usable model.
-    #[error("{0}")]
-    ModelUnavailable(String),
-    /// The booster failed.
-    #[error("{0}")]
-    Internal(String),
-    /// Quantiles or a SMAPE-optimal point were asked of a model without a predictive
-    /// distribution in its manifest.
-    #[error("{0}")]
-    NoDistribution(String),
-}
-
-impl ModelError {
-    /// The typed `errorType` of this error.
-    pub fn error_type(&self) -> ModelErrorType {
-        match self {
-            Self::InvalidInput(_) => ModelErrorType::InvalidInput,
-            Self::SchemaMismatch(_) => ModelErrorType::SchemaMismatch,
-            Self::ModelUnavailable(_) => ModelErrorType::ModelUnavailable,
-            Self::Internal(_) => ModelErrorType::Internal,
-            Self::NoDistribution(_) => ModelErrorType::NoDistribution,
-        }
-    }
-}
-
-impl From<InvalidPayload> for ModelError {
-    fn from(err: InvalidPayload) -> Self {
-        match err.kind {
-            ModelErrorType::SchemaMismatch => Self::SchemaMismatch(err.message),
-            ModelErrorType::ModelUnavailable => Self::ModelUnavailable(err.message),
-            ModelErrorType::Internal => Self::Internal(err.message),
-            ModelErrorType::NoDistribution => Self::NoDistribution(err.message),
-            ModelErrorType::InvalidInput => Self::InvalidInput(err.message),
-        }
-    }
-}
-
-impl From<ModelError> for Diagnostic {
-    fn from(err: ModelError) -> Self {
-        Diagnostic {
-            error_type: err.error_type().as_str().to_owned(),
-            error_message: err.to_string(),
-        }
+/// The Lambda function error of a failed invocation: its kind is the `errorType`, so callers
+/// can tell their own mistakes (`InvalidInput`, `SchemaMismatch`) from the host's
+/// (`ModelUnavailable`, `Internal`). The kind and the body are the wire layer's, the
+/// orchestrator matches the same type.
+pub fn diagnostic(err: ModelError) -> Diagnostic {
+    Diagnostic {
+        error_type: err.kind.as_str().to_owned(),
+        error_message: err.message,
     }
 }
 
@@ -209,30 +163,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_type_is_the_variant_name() {
-        for (err, name) in [
-            (ModelError::InvalidInput("x".into()), "InvalidInput"),
-            (ModelError::SchemaMismatch("x".into()), "SchemaMismatch"),
-            (ModelError::ModelUnavailable("x".into()), "ModelUnavailable"),
-            (ModelError::Internal("x".into()), "Internal"),
-            (ModelError::NoDistribution("x".into()), "NoDistribution"),
+    fn the_error_type_is_the_kind_and_the_message_is_kept() {
+        for (kind, name) in [
+            (ModelErrorType::InvalidInput, "InvalidInput"),
+            (ModelErrorType::SchemaMismatch, "SchemaMismatch"),
+            (ModelErrorType::ModelUnavailable, "ModelUnavailable"),
+            (ModelErrorType::Internal, "Internal"),
+            (ModelErrorType::NoDistribution, "NoDistribution"),
         ] {
-            let diagnostic = Diagnostic::from(err);
+            let diagnostic = diagnostic(ModelError::new(kind, "row 1 lacks column \"b\""));
             assert_eq!(diagnostic.error_type, name);
-            assert_eq!(diagnostic.error_message, "x");
+            assert_eq!(diagnostic.error_message, "row 1 lacks column \"b\"");
         }
-    }
-
-    #[test]
-    fn payload_errors_keep_their_kind() {
-        let err = ModelError::from(InvalidPayload {
-            kind: ModelErrorType::SchemaMismatch,
-            message: "row 1 lacks column \"b\"".into(),
-        });
-        assert_eq!(
-            err,
-            ModelError::SchemaMismatch("row 1 lacks column \"b\"".into())
-        );
     }
 
     #[test]

@@ -1,14 +1,12 @@
 //! One invocation: decode the MLflow payload, align columns to the model, predict, answer.
 
 use forecast::distribution::{LevelMap, PointKind, level_key};
-use forecast::wire::{
-    DEFAULT_MAX_ROWS, ModelIdentity, ModelInvocation, PingResponse, PredictionsResponse,
-    ScoringInput, echo,
-};
+use forecast::wire::{ModelIdentity, PingResponse, PredictionsResponse};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::ModelError;
+use crate::decode::{DEFAULT_MAX_ROWS, ModelInvocation, ScoringInput, echo};
+use crate::error::{ModelError, ModelErrorType};
 use crate::loader::LoadedModel;
 
 /// What the model host answers.
@@ -81,7 +79,10 @@ fn predict(model: &LoadedModel, input: ScoringInput) -> Result<PredictionsRespon
     let values = align(&model.manifest.features, input)?;
     let means = model.booster.predict(&values).map_err(|e| {
         tracing::error!(error = %e, "prediction failed");
-        ModelError::Internal("the booster failed to predict".to_owned())
+        ModelError::new(
+            ModelErrorType::Internal,
+            "the booster failed to predict".to_owned(),
+        )
     })?;
     if means.len() != rows {
         tracing::error!(
@@ -89,7 +90,8 @@ fn predict(model: &LoadedModel, input: ScoringInput) -> Result<PredictionsRespon
             predictions = means.len(),
             "the booster answered the wrong number of predictions"
         );
-        return Err(ModelError::Internal(
+        return Err(ModelError::new(
+            ModelErrorType::Internal,
             "the booster answered the wrong number of predictions".to_owned(),
         ));
     }
@@ -103,10 +105,13 @@ fn predict(model: &LoadedModel, input: ScoringInput) -> Result<PredictionsRespon
         });
     }
     let Some(distribution) = &model.manifest.distribution else {
-        return Err(ModelError::NoDistribution(format!(
-            "model {}/{} has no predictive distribution in its manifest, so it answers no quantiles and no SMAPE-optimal point; ask without them or publish a model trained with distribution metadata (manifest format 3)",
-            model.manifest.name, model.manifest.version
-        )));
+        return Err(ModelError::new(
+            ModelErrorType::NoDistribution,
+            format!(
+                "model {}/{} has no predictive distribution in its manifest, so it answers no quantiles and no SMAPE-optimal point; ask without them or publish a model trained with distribution metadata (manifest format 3)",
+                model.manifest.name, model.manifest.version
+            ),
+        ));
     };
     let predictive = distribution.predictive;
     let quantiles = options.quantiles.map(|levels| {
@@ -138,11 +143,14 @@ fn predict(model: &LoadedModel, input: ScoringInput) -> Result<PredictionsRespon
 fn align(features: &[String], input: ScoringInput) -> Result<Vec<f64>, ModelError> {
     let Some(columns) = &input.columns else {
         if input.rows > 0 && input.width != features.len() {
-            return Err(ModelError::SchemaMismatch(format!(
-                "rows have {} values but the model expects {} features, in this order: {features:?}",
-                input.width,
-                features.len()
-            )));
+            return Err(ModelError::new(
+                ModelErrorType::SchemaMismatch,
+                format!(
+                    "rows have {} values but the model expects {} features, in this order: {features:?}",
+                    input.width,
+                    features.len()
+                ),
+            ));
         }
         return Ok(input.values);
     };
@@ -166,25 +174,29 @@ fn align(features: &[String], input: ScoringInput) -> Result<Vec<f64>, ModelErro
 fn column_order(features: &[String], columns: &[String]) -> Result<Vec<usize>, ModelError> {
     for (i, column) in columns.iter().enumerate() {
         if !features.contains(column) {
-            return Err(ModelError::SchemaMismatch(format!(
-                "unknown column {}; the model expects {features:?}",
-                echo(column)
-            )));
+            return Err(ModelError::new(
+                ModelErrorType::SchemaMismatch,
+                format!(
+                    "unknown column {}; the model expects {features:?}",
+                    echo(column)
+                ),
+            ));
         }
         if columns[..i].contains(column) {
-            return Err(ModelError::SchemaMismatch(format!(
-                "column {} appears twice",
-                echo(column)
-            )));
+            return Err(ModelError::new(
+                ModelErrorType::SchemaMismatch,
+                format!("column {} appears twice", echo(column)),
+            ));
         }
     }
     features
         .iter()
         .map(|feature| {
             columns.iter().position(|c| c == feature).ok_or_else(|| {
-                ModelError::SchemaMismatch(format!(
-                    "missing column {feature:?}; the model expects {features:?}"
-                ))
+                ModelError::new(
+                    ModelErrorType::SchemaMismatch,
+                    format!("missing column {feature:?}; the model expects {features:?}"),
+                )
             })
         })
         .collect()
@@ -220,7 +232,7 @@ mod tests {
         ] {
             let err = column_order(&features, &columns).unwrap_err();
             assert!(
-                matches!(&err, ModelError::SchemaMismatch(m) if m.contains(needle)),
+                matches!(&err, ModelError { kind: ModelErrorType::SchemaMismatch, message: m } if m.contains(needle)),
                 "{columns:?}: {err:?}"
             );
         }
@@ -229,7 +241,9 @@ mod tests {
 
 #[cfg(test)]
 mod model_tests {
-    use forecast::wire::{InitTimings, MAX_COLUMNS};
+    use crate::decode::MAX_COLUMNS;
+    use crate::error::diagnostic;
+    use forecast::wire::InitTimings;
     use serde_json::json;
 
     use super::*;
@@ -271,7 +285,6 @@ mod model_tests {
     fn failure(model: &LoadedModel, payload: Value) -> ModelError {
         let err = handle_json(model, &payload.to_string(), 3).unwrap_err();
         let from_tree = ModelInvocation::decode_value(&payload, 3)
-            .map_err(ModelError::from)
             .and_then(|invocation| respond(model, invocation, 3));
         assert_eq!(from_tree.err(), Some(err.clone()), "{payload}");
         err
@@ -447,10 +460,10 @@ mod model_tests {
         for params in [json!({"quantiles": [0.5]}), json!({"point": "smape"})] {
             let err = failure(&model, json!({"instances": [[1, 2]], "params": params}));
             assert!(
-                matches!(&err, ModelError::NoDistribution(m) if m.contains("tiny/t1 has no predictive distribution")),
+                matches!(&err, ModelError { kind: ModelErrorType::NoDistribution, message: m } if m.contains("tiny/t1 has no predictive distribution")),
                 "{err:?}"
             );
-            assert_eq!(err.error_type().as_str(), "NoDistribution");
+            assert_eq!(diagnostic(err).error_type, "NoDistribution");
         }
     }
 
@@ -477,7 +490,7 @@ mod model_tests {
         ] {
             let err = failure(&model, json!({"params": params, "instances": [[1, 2]]}));
             assert!(
-                matches!(&err, ModelError::InvalidInput(m) if m.contains(needle)),
+                matches!(&err, ModelError { kind: ModelErrorType::InvalidInput, message: m } if m.contains(needle)),
                 "{params}: {err:?}"
             );
         }
@@ -550,7 +563,7 @@ mod model_tests {
         ] {
             let err = failure(&model, payload.clone());
             assert!(
-                matches!(&err, ModelError::SchemaMismatch(m) if m.contains(needle)),
+                matches!(&err, ModelError { kind: ModelErrorType::SchemaMismatch, message: m } if m.contains(needle)),
                 "{payload}: {err:?}"
             );
         }
@@ -591,13 +604,16 @@ mod model_tests {
         ] {
             assert_eq!(
                 failure(&model, payload),
-                ModelError::InvalidInput(expected.to_owned())
+                ModelError::new(ModelErrorType::InvalidInput, expected.to_owned())
             );
         }
         let wide: Vec<u8> = vec![1; MAX_COLUMNS + 1];
         assert!(matches!(
             failure(&model, json!({ "instances": [wide] })),
-            ModelError::InvalidInput(_)
+            ModelError {
+                kind: ModelErrorType::InvalidInput,
+                ..
+            }
         ));
     }
 
@@ -606,7 +622,7 @@ mod model_tests {
         let name = "x".repeat(100_000);
         let err = failure(&loaded(), json!({"inputs": { name: [1] }}));
         assert!(
-            matches!(&err, ModelError::SchemaMismatch(m) if m.len() < 200),
+            matches!(&err, ModelError { kind: ModelErrorType::SchemaMismatch, message: m } if m.len() < 200),
             "{err:?}"
         );
     }
@@ -618,9 +634,12 @@ mod model_tests {
         let err = handle_invocation(&model, json!({ "instances": rows })).unwrap_err();
         assert_eq!(
             err,
-            ModelError::InvalidInput(format!(
-                "the request has more than {DEFAULT_MAX_ROWS} rows; send at most {DEFAULT_MAX_ROWS} rows per request"
-            ))
+            ModelError::new(
+                ModelErrorType::InvalidInput,
+                format!(
+                    "the request has more than {DEFAULT_MAX_ROWS} rows; send at most {DEFAULT_MAX_ROWS} rows per request"
+                )
+            )
         );
     }
 }

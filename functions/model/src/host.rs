@@ -11,11 +11,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use forecast::ModelLocation;
-use forecast::wire::ModelInvocation;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::error::{InitError, ModelError};
+use crate::decode::ModelInvocation;
+use crate::error::{InitError, ModelError, ModelErrorType};
 use crate::handler::{ModelResponse, handle_json, respond};
 use crate::loader::{LoadedModel, ObjectStore, load_model};
 
@@ -150,7 +150,10 @@ impl<S: ObjectStore> ModelHost<S> {
 }
 
 fn unavailable(reason: &str) -> ModelError {
-    ModelError::ModelUnavailable(format!("the model is not loaded: {reason}"))
+    ModelError::new(
+        ModelErrorType::ModelUnavailable,
+        format!("the model is not loaded: {reason}"),
+    )
 }
 
 async fn load_state<S: ObjectStore>(store: &S, location: &ModelLocation) -> State {
@@ -232,7 +235,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use forecast::ModelManifest;
-    use forecast::wire::ModelErrorType;
 
     use super::*;
     use crate::loader::{FetchFailure, StoredObject};
@@ -278,7 +280,7 @@ mod tests {
             .invoke(r#"{"instances": [[1,2],[1,2],[1,2],[1,2],[1,2],[1,2]]}"#)
             .await
             .unwrap_err();
-        assert_eq!(err.error_type(), ModelErrorType::InvalidInput);
+        assert_eq!(err.kind, ModelErrorType::InvalidInput);
     }
 
     #[tokio::test]
@@ -298,7 +300,7 @@ mod tests {
         .await;
         assert!(host.model().is_none());
         let err = host.invoke(r#"{"ping": {}}"#).await.unwrap_err();
-        assert_eq!(err.error_type(), ModelErrorType::ModelUnavailable);
+        assert_eq!(err.kind, ModelErrorType::ModelUnavailable);
         assert!(
             err.to_string().starts_with(
                 "the model is not loaded: cannot fetch s3://bucket/models/tiny/t1/manifest.json: no such key"

@@ -15,6 +15,7 @@
 //! `cargo test -p model`, benchmark it with `cargo bench -p model`.
 
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod handler;
 pub mod host;
@@ -24,7 +25,7 @@ pub mod memory;
 mod testing;
 
 pub use config::{ModelConfig, ModelSource};
-pub use error::{FetchErrorKind, InitError, ModelError};
+pub use error::{FetchErrorKind, InitError, ModelError, ModelErrorType, diagnostic};
 pub use handler::{ModelResponse, handle_invocation, handle_json};
 pub use host::{ModelHost, Payload};
 pub use loader::{

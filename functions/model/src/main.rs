@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
     // numbers; a generic JSON tree of a large batch would cost four times the memory.
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let host = Arc::clone(&host);
-        async move { host.invoke(event.payload).await }
+        async move { host.invoke(event.payload).await.map_err(model::diagnostic) }
     }))
     .await
 }

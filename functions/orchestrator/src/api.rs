@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use forecast::distribution::LevelMap;
 use forecast::features;
 use forecast::wire::{
-    DataframeSplit, ModelErrorType, ModelIdentity, PingResponse, PredictOptions,
+    DataframeSplit, FunctionErrorType, ModelErrorType, ModelIdentity, PingResponse, PredictOptions,
     PredictionsResponse,
 };
 use forecast::{FieldError, ForecastRequest};
@@ -593,9 +593,9 @@ impl<C: ModelClient> Orchestrator<C> {
                     identity.name, identity.version, model.identity.name, model.identity.version
                 ),
                 Err(ModelCallError::FunctionError {
-                    error_type,
+                    error_type: FunctionErrorType::Model(ModelErrorType::SchemaMismatch),
                     message,
-                }) if error_type == ModelErrorType::SchemaMismatch.as_str() => format!(
+                }) => format!(
                     "the columns of {}/{} were refused: {message}",
                     model.identity.name, model.identity.version
                 ),
@@ -694,9 +694,10 @@ fn both<A, B>(
 /// request asking for what this model cannot answer, a 422 at the field that asked.
 fn no_distribution(err: ApiError, at: &str, options: &PredictOptions) -> ApiError {
     match err {
-        ApiError::Model(ModelCallError::FunctionError { error_type, .. })
-            if error_type == ModelErrorType::NoDistribution.as_str() =>
-        {
+        ApiError::Model(ModelCallError::FunctionError {
+            error_type: FunctionErrorType::Model(ModelErrorType::NoDistribution),
+            ..
+        }) => {
             let field = if options.quantiles.is_some() {
                 "quantiles"
             } else {

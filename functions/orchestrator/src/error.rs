@@ -4,7 +4,7 @@
 //! their cause is logged, never returned.
 
 use forecast::FieldError;
-use forecast::wire::ModelErrorType;
+use forecast::wire::{FunctionErrorType, ModelErrorType};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
@@ -54,11 +54,10 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             // The model host is up but has no model loaded yet (it retries by itself).
-            Self::Model(ModelCallError::FunctionError { error_type, .. })
-                if error_type == ModelErrorType::ModelUnavailable.as_str() =>
-            {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Model(ModelCallError::FunctionError {
+                error_type: FunctionErrorType::Model(ModelErrorType::ModelUnavailable),
+                ..
+            }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Model(ModelCallError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             Self::Model(ModelCallError::FunctionError { .. } | ModelCallError::BadResponse(_)) => {
                 StatusCode::BAD_GATEWAY

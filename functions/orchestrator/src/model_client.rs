@@ -4,7 +4,7 @@ use std::future::Future;
 
 use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::primitives::Blob;
-use forecast::wire::FunctionErrorBody;
+use forecast::wire::{FunctionErrorBody, FunctionErrorType};
 use serde_json::Value;
 
 use crate::config::OrchestratorConfig;
@@ -15,8 +15,8 @@ pub enum ModelCallError {
     /// The model function ran and reported an error (`errorType`, `errorMessage`).
     #[error("model function error {error_type}: {message}")]
     FunctionError {
-        /// The reported `errorType`.
-        error_type: String,
+        /// The reported `errorType`: one of the model host's kinds, or the runtime's own.
+        error_type: FunctionErrorType,
         /// The reported `errorMessage`.
         message: String,
     },

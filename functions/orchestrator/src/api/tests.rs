@@ -435,7 +435,7 @@ async fn model_failures_map_to_502_503_504_without_leaking_the_cause() {
     for (error, expected) in [
         (
             ModelCallError::FunctionError {
-                error_type: "Internal".into(),
+                error_type: FunctionErrorType::Model(ModelErrorType::Internal),
                 message: secret.into(),
             },
             502,
@@ -444,7 +444,7 @@ async fn model_failures_map_to_502_503_504_without_leaking_the_cause() {
         (ModelCallError::Unavailable(secret.into()), 503),
         (
             ModelCallError::FunctionError {
-                error_type: "ModelUnavailable".into(),
+                error_type: FunctionErrorType::Model(ModelErrorType::ModelUnavailable),
                 message: secret.into(),
             },
             503,
@@ -759,7 +759,7 @@ async fn every_documented_route_answers_as_documented() {
     }
     fn erroring() -> FakeModel {
         FakeModel::failing(ModelCallError::FunctionError {
-            error_type: "Internal".into(),
+            error_type: FunctionErrorType::Model(ModelErrorType::Internal),
             message: "boom".into(),
         })
     }

@@ -187,7 +187,7 @@ async fn field_and_level_errors_are_reported_together() {
 async fn a_model_without_a_distribution_is_a_clear_422_not_a_502() {
     let no_distribution = || {
         FakeModel::failing(ModelCallError::FunctionError {
-            error_type: "NoDistribution".into(),
+            error_type: FunctionErrorType::Model(ModelErrorType::NoDistribution),
             message: "model demand/v1 has no predictive distribution".into(),
         })
     };

@@ -152,7 +152,7 @@ impl ModelClient for Alias {
             serde_json::from_value(payload["dataframe_split"]["columns"].clone()).unwrap();
         if columns != version.features {
             return Err(ModelCallError::FunctionError {
-                error_type: "SchemaMismatch".into(),
+                error_type: FunctionErrorType::Model(ModelErrorType::SchemaMismatch),
                 message: format!("columns {columns:?} are not the model's features"),
             });
         }
