@@ -372,12 +372,12 @@ impl TextStream {
                         self.cursor += size;
                         total += size;
                         next += 1;
-                        if self.sliced_bytes >= BATCH_BYTES {
-                            self.read_sliced(header.num_features);
-                        }
                     }
+                    // Everything cut from this chunk is read at once: a text pushed whole (as
+                    // `Booster::from_model_text` does) is read in one parallel pass, a text
+                    // arriving in small chunks about every `BATCH_BYTES`.
                     let done = next == sizes.len();
-                    if done || at_end {
+                    if done || at_end || self.sliced_bytes >= BATCH_BYTES {
                         self.read_sliced(header.num_features);
                     }
                     if !done {
