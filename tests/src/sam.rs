@@ -175,6 +175,32 @@ pub fn lambda_containers() -> anyhow::Result<Vec<String>> {
     Ok(ids)
 }
 
+/// Waits up to `timeout` for the running Lambda containers to be `expected` again (SAM stops
+/// its warm containers while it shuts down, which can outlast its own exit by a few seconds
+/// on a busy machine), and answers the last list seen. Whatever is left over then is removed,
+/// so a failing test does not leak containers either.
+pub fn wait_for_lambda_containers(
+    expected: &[String],
+    timeout: Duration,
+) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = lambda_containers()?;
+        if now == expected || Instant::now() >= deadline {
+            let leftover: Vec<&String> = now.iter().filter(|id| !expected.contains(id)).collect();
+            if !leftover.is_empty() {
+                let _ = Command::new("docker")
+                    .arg("rm")
+                    .arg("--force")
+                    .args(&leftover)
+                    .output();
+            }
+            return Ok(now);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// What every `sam local` command of a test shares.
 #[derive(Debug, Clone)]
 pub struct SamConfig {
