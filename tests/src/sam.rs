@@ -256,6 +256,13 @@ impl SamConfig {
     }
 }
 
+/// The last 40 lines of a log file.
+fn tail_of(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 /// `sam local start-lambda` or `start-api`, with warm containers, stopped on drop (SAM removes
 /// its containers on SIGTERM).
 #[derive(Debug)]
@@ -289,26 +296,43 @@ impl SamLocal {
         )
     }
 
+    /// Starts SAM and waits until it listens. SAM exits now and then while it starts its warm
+    /// containers (seen once in a full `make test`: exit status 1 a few seconds in, and not
+    /// again in the next runs), so an exit before listening is retried once; its log goes to
+    /// the test's output, and a second failure is the error, with SAM's log.
     fn start(mut command: Command, addr: SocketAddr, log: PathBuf) -> anyhow::Result<Self> {
         command
             .args(["--warm-containers", "EAGER", "--no-watch", "--host"])
             .arg(addr.ip().to_string())
             .args(["--port", &addr.port().to_string()]);
-        let mut process = ProcessGroup::spawn("sam local", &mut command, &log)?;
-        // Warm containers start (and their image is built, once) before SAM listens.
-        wait_for_address(addr, &mut process.child, Duration::from_secs(300))?;
-        Ok(Self {
-            process,
-            base_url: format!("http://{addr}"),
-            log,
-        })
+        let mut attempt = 1;
+        loop {
+            let mut process = ProcessGroup::spawn("sam local", &mut command, &log)?;
+            // Warm containers start (and their image is built, once) before SAM listens.
+            match wait_for_address(addr, &mut process.child, Duration::from_secs(300)) {
+                Ok(()) => {
+                    return Ok(Self {
+                        process,
+                        base_url: format!("http://{addr}"),
+                        log,
+                    });
+                }
+                Err(error) => {
+                    let tail = tail_of(&log);
+                    if attempt == 2 {
+                        return Err(error.context(format!("SAM's log:\n{tail}")));
+                    }
+                    eprintln!("sam local did not start ({error}); once more. Its log:\n{tail}");
+                    drop(process);
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     /// SAM's log so far, for failure messages.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        tail_of(&self.log)
     }
 
     /// Process id of SAM.
