@@ -80,7 +80,8 @@ pub struct InitTimings {
     /// Reading the booster's trees (chunk by chunk as they arrive), compiling them and
     /// checking its features.
     pub parse_ms: f64,
-    /// Verifying the manifest's check rows and the warm-up predictions.
+    /// Reproducing the manifest's check rows (which runs every tree once before the first
+    /// invocation).
     pub warmup_ms: f64,
     /// All of the above, end to end.
     pub total_ms: f64,

@@ -84,7 +84,7 @@ pub enum InitError {
         /// sha256 of the fetched bytes.
         actual: String,
     },
-    /// The booster text is not a valid LightGBM model, or it failed its warm-up prediction.
+    /// The booster text is not a valid LightGBM model.
     #[error("corrupt booster {uri}: {reason}")]
     CorruptBooster {
         /// The booster object.

@@ -1,4 +1,4 @@
-//! Cold-start loading: fetch manifest and booster, verify, parse, warm up.
+//! Cold-start loading: fetch manifest and booster, verify, parse, prove on the check rows.
 
 use std::future::Future;
 use std::path::Path;
@@ -316,9 +316,10 @@ fn millis(duration: Duration) -> f64 {
 }
 
 /// Fetches manifest and booster concurrently, verifies the booster's sha256 and features
-/// against the manifest, parses it and runs one warm-up prediction on each prediction path.
+/// against the manifest, parses it and reproduces the manifest's check rows, which also runs
+/// every tree once before the first invocation.
 ///
-/// The booster is hashed and read chunk by chunk while it downloads ([`BoosterReader`]): the
+/// The booster is hashed and read chunk by chunk while it downloads ([`ArtifactReader`]): the
 /// work overlaps the transfer and the text is never held whole. Its sha256 is still judged
 /// before anything read from it: a text that fails to parse but does not match the manifest's
 /// hash is a [`InitError::ShaMismatch`], as when it was checked first.
@@ -378,12 +379,6 @@ pub async fn load_model<S: ObjectStore>(
             ArtifactError::CheckRows(reason) => InitError::CheckRowsMismatch { uri, reason },
         }
     })?;
-    let warming = Instant::now();
-    warm_up(&booster).map_err(|reason| InitError::CorruptBooster {
-        uri: model_uri.clone(),
-        reason: format!("the warm-up prediction failed: {reason}"),
-    })?;
-    let warm_up_time = warming.elapsed();
     let total = started.elapsed();
 
     Ok(LoadedModel {
@@ -397,21 +392,10 @@ pub async fn load_model<S: ObjectStore>(
             fetch_ms: millis(fetched.saturating_sub(in_loop)),
             verify_ms: millis(timings.hashing),
             parse_ms: millis(timings.reading),
-            warmup_ms: millis(timings.checking + warm_up_time),
+            warmup_ms: millis(timings.checking),
             total_ms: millis(total),
         },
     })
-}
-
-/// Runs a single row once, so the first invocation does not pay for touching the trees for
-/// the first time. (Reading the trees has started the thread pool; a batch warm-up was
-/// measured to add 2-3 ms to the cold start.)
-fn warm_up(booster: &Booster) -> Result<(), String> {
-    let row = vec![0.0; booster.num_features()];
-    booster
-        .predict_row(&row)
-        .map(drop)
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
