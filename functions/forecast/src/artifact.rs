@@ -54,17 +54,7 @@ impl From<ModelTextError> for ArtifactError {
 
 /// The hex sha256 of `bytes`, as manifests record it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex_digest(Sha256::digest(bytes).as_slice())
-}
-
-fn hex_digest(digest: &[u8]) -> String {
-    use std::fmt::Write;
-    digest
-        .iter()
-        .fold(String::with_capacity(64), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Whether `actual` (hex) is the sha256 the manifest records. Hex digits compare without
@@ -129,7 +119,7 @@ impl ArtifactReader {
             mut timings,
         } = self;
         let start = Instant::now();
-        check_sha256(manifest, &hex_digest(hasher.finalize().as_slice()))?;
+        check_sha256(manifest, &hex::encode(hasher.finalize()))?;
         let hashed = Instant::now();
         let booster = reader.finish()?;
         if booster.feature_names() != manifest.features.as_slice() {
