@@ -217,7 +217,8 @@ const ROUND_ALIASES: [&str; 9] = [
 ];
 
 /// Fits one booster on `records`, with a progress bar of the rounds on a terminal. Returns
-/// the loaded booster and the model text LightGBM wrote, which is what gets saved.
+/// the loaded booster and the model text LightGBM wrote without its training statistics,
+/// which is what gets saved.
 pub(crate) fn fit_booster(
     features: &[Feature],
     records: &[SalesRecord],
@@ -251,6 +252,12 @@ pub(crate) fn fit_booster(
     )
     .map_err(|e| anyhow::anyhow!("training the booster: {e}"))?;
     bar.finish_and_clear();
+    // What is saved and published is the text without the trees' training statistics,
+    // which prediction never reads (see `forecast::gbdt::without_training_statistics`): a
+    // cold start downloads, hashes and reads 45% less. The booster every metric and check
+    // row comes from is LightGBM's reading of that text.
+    let text = forecast::gbdt::without_training_statistics(&text)
+        .map_err(|e| anyhow::anyhow!("the trained model text: {e}"))?;
     let booster = Booster::from_string(&text).context("loading the trained booster")?;
     Ok((booster, text))
 }

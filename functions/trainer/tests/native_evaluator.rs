@@ -10,7 +10,7 @@
 
 use std::sync::OnceLock;
 
-use forecast::gbdt::{Booster, BoosterReader};
+use forecast::gbdt::{Booster, BoosterReader, without_training_statistics};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use trainer::boosting::{TrainingData, train_model_text};
@@ -117,23 +117,36 @@ fn lightgbm(text: &str, rows: &[f64], width: usize) -> Vec<f64> {
     booster.predict(rows, width as i32, true).unwrap()
 }
 
-/// Asserts bit-identical predictions of both evaluators on `rows`; returns how many.
+/// Asserts bit-identical predictions of both evaluators on `rows`; returns how many. The
+/// text as published (without its training statistics) must give LightGBM's predictions of
+/// the whole text too, through LightGBM and through the native evaluator.
 fn assert_identical(text: &str, rows: &[f64]) -> usize {
     let native = Booster::from_model_text(text).unwrap();
     let width = native.num_features();
     let expected = lightgbm(text, rows, width);
     export_case(text, rows, &expected);
-    let got = native.predict(rows).unwrap();
-    assert_eq!(got.len(), expected.len());
-    for (i, (got, expected)) in got.iter().zip(&expected).enumerate() {
-        assert_eq!(
-            got.to_bits(),
-            expected.to_bits(),
-            "row {i} {:?}: LightGBM {expected:?}, native {got:?}",
-            &rows[i * width..(i + 1) * width]
-        );
+    let slim = without_training_statistics(text).unwrap();
+    assert!(slim.len() < text.len());
+    let answers = [
+        ("native", native.predict(rows).unwrap()),
+        ("LightGBM, published text", lightgbm(&slim, rows, width)),
+        (
+            "native, published text",
+            Booster::from_model_text(&slim).unwrap().predict(rows).unwrap(),
+        ),
+    ];
+    for (which, got) in &answers {
+        assert_eq!(got.len(), expected.len());
+        for (i, (got, expected)) in got.iter().zip(&expected).enumerate() {
+            assert_eq!(
+                got.to_bits(),
+                expected.to_bits(),
+                "row {i} {:?}: LightGBM {expected:?}, {which} {got:?}",
+                &rows[i * width..(i + 1) * width]
+            );
+        }
     }
-    got.len()
+    expected.len()
 }
 
 /// With `GBDT_ORACLE_EXPORT=<dir>`, writes the case (model text, rows and LightGBM's answers,

@@ -24,12 +24,14 @@
 //! never be served silently.
 
 mod objective;
+mod statistics;
 mod text;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use objective::OutputTransform;
+pub use statistics::{TRAINING_STATISTICS, without_training_statistics};
 use text::{MissingType, TextModel, TextNode, TextTree};
 
 /// LightGBM's `kZeroThreshold` (`meta.h`): `1e-35f`, a float widened to double.

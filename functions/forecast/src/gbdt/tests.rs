@@ -185,7 +185,7 @@ fn models_it_cannot_reproduce_are_refused_naming_why() {
 }
 
 /// [`TWO_TREES`] with the `tree_sizes` header line LightGBM writes, and the two sizes.
-fn two_trees_with_sizes() -> (String, usize, usize) {
+pub(crate) fn two_trees_with_sizes() -> (String, usize, usize) {
     let first = TWO_TREES.find("Tree=0").unwrap();
     let second = TWO_TREES.find("Tree=1").unwrap();
     let end = TWO_TREES.find("end of trees").unwrap();
