@@ -195,7 +195,7 @@ pub fn table(backtest: &Backtest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::{GenerateConfig, generate};
+    use crate::generate::generated_history;
     use serde_json::json;
 
     #[test]
@@ -214,16 +214,8 @@ mod tests {
 
     #[test]
     fn each_window_is_fitted_only_on_earlier_days_and_scored_on_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = GenerateConfig {
-            stores: 2,
-            items: 2,
-            train_end: NaiveDate::from_ymd_opt(2014, 12, 31).unwrap(),
-            test_days: 1,
-            ..GenerateConfig::default()
-        };
-        generate(&config, dir.path()).unwrap();
-        let history = crate::data::read_sales_csv(&dir.path().join("train.csv")).unwrap();
+        let end = NaiveDate::from_ymd_opt(2014, 12, 31).unwrap();
+        let (_dir, history) = generated_history(2, 2, end, 1);
         let mut parameters = crate::train::original_parameters();
         parameters.insert("num_iterations".into(), json!(20));
         let features = forecast::features::ORIGINAL_FEATURES.to_vec();

@@ -178,22 +178,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::generate::{GenerateConfig, generate};
+    use crate::generate::generated_history;
     use crate::train::{TrainConfig, train};
 
     #[test]
     fn evaluate_reproduces_the_validation_metrics_and_predict_writes_a_submission() {
         // GIVEN a model trained with a time split, so the manifest holds validation metrics
-        let dir = tempfile::tempdir().unwrap();
-        let data = GenerateConfig {
-            stores: 2,
-            items: 2,
-            train_end: chrono::NaiveDate::from_ymd_opt(2014, 12, 31).unwrap(),
-            test_days: 3,
-            ..GenerateConfig::default()
-        };
-        generate(&data, dir.path()).unwrap();
-        let history = crate::data::read_sales_csv(&dir.path().join("train.csv")).unwrap();
+        let end = chrono::NaiveDate::from_ymd_opt(2014, 12, 31).unwrap();
+        let (dir, history) = generated_history(2, 2, end, 3);
         let split: crate::split::Split = "time:2014-10-01".parse().unwrap();
         let config = TrainConfig {
             split,
@@ -283,16 +275,8 @@ mod tests {
 
     #[test]
     fn a_tampered_model_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = GenerateConfig {
-            stores: 1,
-            items: 1,
-            train_end: chrono::NaiveDate::from_ymd_opt(2013, 6, 30).unwrap(),
-            test_days: 1,
-            ..GenerateConfig::default()
-        };
-        generate(&data, dir.path()).unwrap();
-        let history = crate::data::read_sales_csv(&dir.path().join("train.csv")).unwrap();
+        let end = chrono::NaiveDate::from_ymd_opt(2013, 6, 30).unwrap();
+        let (dir, history) = generated_history(1, 1, end, 1);
         let config = TrainConfig::default().set("num_iterations", json!(3));
         let trained = train(&history, &config, dir.path()).unwrap();
         std::fs::write(&trained.model_path, "tampered").unwrap();

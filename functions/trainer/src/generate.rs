@@ -185,6 +185,28 @@ pub fn generate(config: &GenerateConfig, dir: &Path) -> anyhow::Result<(u64, u64
     Ok((train_rows, test_rows))
 }
 
+/// A generated history of `stores` x `items` from 2013-01-01 to `train_end` in a fresh
+/// directory (with its `test.csv` of `test_days` days), for the crate's tests.
+#[cfg(test)]
+pub(crate) fn generated_history(
+    stores: u32,
+    items: u32,
+    train_end: NaiveDate,
+    test_days: u32,
+) -> (tempfile::TempDir, crate::data::SalesHistory) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GenerateConfig {
+        stores,
+        items,
+        train_end,
+        test_days,
+        ..GenerateConfig::default()
+    };
+    generate(&config, dir.path()).unwrap();
+    let history = crate::data::read_sales_csv(&dir.path().join("train.csv")).unwrap();
+    (dir, history)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

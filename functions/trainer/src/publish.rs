@@ -9,18 +9,9 @@ use forecast::ModelLocation;
 
 use crate::evaluate::ModelFiles;
 
-/// An S3 client from the standard AWS environment. `AWS_ENDPOINT_URL_S3` (or
-/// `AWS_ENDPOINT_URL`) points it at a local S3 server, which gets path-style addressing.
-pub async fn s3_client_from_env() -> aws_sdk_s3::Client {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let local = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-    let config = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(local)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
+/// The S3 client every part of the system builds the same way: from the standard AWS
+/// environment, path-style against a local endpoint.
+pub use model::loader::s3_client_from_env;
 
 /// Creates `bucket` unless it exists already.
 pub async fn ensure_bucket(client: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<()> {

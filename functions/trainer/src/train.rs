@@ -365,20 +365,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::{GenerateConfig, generate};
 
     fn small_history() -> (tempfile::TempDir, SalesHistory) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = GenerateConfig {
-            stores: 2,
-            items: 2,
-            train_end: chrono::NaiveDate::from_ymd_opt(2014, 12, 31).unwrap(),
-            test_days: 1,
-            ..GenerateConfig::default()
-        };
-        generate(&config, dir.path()).unwrap();
-        let history = crate::data::read_sales_csv(&dir.path().join("train.csv")).unwrap();
-        (dir, history)
+        let end = chrono::NaiveDate::from_ymd_opt(2014, 12, 31).unwrap();
+        crate::generate::generated_history(2, 2, end, 1)
     }
 
     #[test]

@@ -132,7 +132,10 @@ fn assert_identical(text: &str, rows: &[f64]) -> usize {
         ("LightGBM, published text", lightgbm(&slim, rows, width)),
         (
             "native, published text",
-            Booster::from_model_text(&slim).unwrap().predict(rows).unwrap(),
+            Booster::from_model_text(&slim)
+                .unwrap()
+                .predict(rows)
+                .unwrap(),
         ),
     ];
     for (which, got) in &answers {
