@@ -26,7 +26,8 @@ pub const TRAINING_STATISTICS: [&str; 6] = [
 /// `text` without the [`TRAINING_STATISTICS`] of its trees. The text must be LightGBM's
 /// own: a header with `tree_sizes`, the trees at those offsets, then `end of trees`.
 pub fn without_training_statistics(text: &str) -> Result<String, ModelTextError> {
-    let corrupt = |what: &str| ModelTextError::Corrupt(format!("cannot slim the model text: {what}"));
+    let corrupt =
+        |what: &str| ModelTextError::Corrupt(format!("cannot slim the model text: {what}"));
     let trees_start = text
         .find("\nTree=")
         .map(|at| at + 1)
@@ -36,7 +37,10 @@ pub fn without_training_statistics(text: &str) -> Result<String, ModelTextError>
         .ok_or_else(|| corrupt("the header has no tree_sizes"))?;
     let sizes = sizes_line["tree_sizes=".len()..]
         .split(' ')
-        .map(|s| s.parse::<usize>().map_err(|_| corrupt("a tree size is not a number")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| corrupt("a tree size is not a number"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut slim_trees = String::with_capacity(text.len() / 2);
