@@ -26,33 +26,8 @@ BUILD_DIR=.aws-sam/local-$ARCH
 LOGS=.local
 mkdir -p "$LOGS"
 
-say() { printf '==> %s\n' "$*" >&2; }
-pids=()
-stop_all() {
-    trap - EXIT INT TERM
-    # Last started first: SAM removes its containers on SIGTERM, before dockerd goes.
-    local i pid
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        pid=${pids[$i]}
-        kill -TERM -- "-$pid" 2>/dev/null || true
-        for _ in $(seq 150); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$pid" 2>/dev/null || true
-    done
-    say "stopped"
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
-
-port_free() { ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-wait_port() { # wait_port HOST PORT PID NAME SECONDS
-    for _ in $(seq $(($5 * 10))); do
-        if ! port_free "$1" "$2"; then return 0; fi
-        kill -0 "$3" 2>/dev/null || { say "$4 exited; see $LOGS/$4.log"; tail -n 20 "$LOGS/$4.log" >&2; exit 1; }
-        sleep 0.1
-    done
-    say "$4 did not listen on $1:$2 within $5 s"
-    exit 1
-}
+# shellcheck source=infra/local/lib.sh
+. infra/local/lib.sh
 
 if ! docker info >/dev/null 2>&1; then
     say "starting dockerd (log in $LOGS/dockerd.log)"
@@ -70,36 +45,16 @@ BRIDGE=$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gatewa
     | python3 -c 'import ipaddress, sys
 fields = sys.stdin.read().split()
 print(fields[0] if len(fields) > 1 else ipaddress.ip_network(fields[0]).network_address + 1)')
-for port in $S3_PORT $LAMBDA_PORT; do
-    port_free "$BRIDGE" "$port" || { say "$BRIDGE:$port is in use; stop what runs there first"; exit 1; }
-done
-port_free 127.0.0.1 "$API_PORT" || { say "127.0.0.1:$API_PORT is in use; stop what runs there first"; exit 1; }
+require_free "$BRIDGE" "$S3_PORT" "$LAMBDA_PORT"
+require_free 127.0.0.1 "$API_PORT"
 
 infra/local/lambda-base-image.sh "$ARCH"
 say "sam build ($ARCH) into $BUILD_DIR (log in $LOGS/sam-build.log)"
 infra/local/sam-build.sh "$ARCH" "$BUILD_DIR" >"$LOGS/sam-build.log" 2>&1 \
     || { tail -n 30 "$LOGS/sam-build.log" >&2; exit 1; }
 
-export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-# The workspace's build, as `make dev` and the tests build it (building -p trainer alone would
-# resolve other features and rebuild much of it).
-cargo build --quiet --workspace --bins
-demand() { target/debug/demand "$@"; }
-if [ ! -f "$DATA/train.csv" ]; then
-    say "generating $DATA/train.csv"
-    demand generate --out "$DATA"
-fi
-if [ ! -f "$MODEL_DIR/manifest.json" ]; then
-    say "training a quick model ($ROUNDS rounds) into $MODEL_DIR"
-    demand train --data "$DATA/train.csv" --out "$MODEL_DIR" --version local --rounds "$ROUNDS"
-fi
-
-say "starting S3 server on $BRIDGE:$S3_PORT"
-setsid moto_server -H "$BRIDGE" -p "$S3_PORT" >"$LOGS/moto.log" 2>&1 &
-pids+=($!)
-wait_port "$BRIDGE" "$S3_PORT" "$!" moto 60
-AWS_ENDPOINT_URL_S3="http://$BRIDGE:$S3_PORT" demand publish \
-    --model-dir "$MODEL_DIR" --bucket "$BUCKET" --create-bucket
+quick_model
+s3_with_model "$BRIDGE"
 
 # SAM CLI asks STS for the account id when it starts: the local server answers it, so nothing
 # leaves this machine and there is no retrying against an unreachable endpoint.
