@@ -391,19 +391,30 @@ impl Booster {
                     .to_owned(),
             );
         }
-        for (index, check) in check_rows.iter().enumerate() {
-            let row: Vec<f64> = check.features.iter().map(|v| v.0).collect();
-            let got = self
-                .predict_row(&row)
-                .map_err(|e| format!("check row {index}: {e}"))?;
-            if got.to_bits() != check.prediction.0.to_bits() {
-                return Err(format!(
-                    "check row {index} {row:?}: LightGBM predicted {:?}, this evaluator {got:?}",
-                    check.prediction.0
-                ));
-            }
-        }
-        Ok(check_rows.len())
+        // Each row through the single-row path, the rows spread over the thread pool (they
+        // are a cold start's last step); the first failing row in manifest order is named.
+        let outcomes: Vec<Result<(), String>> = check_rows
+            .par_iter()
+            .enumerate()
+            .map(|(index, check)| {
+                let row: Vec<f64> = check.features.iter().map(|v| v.0).collect();
+                let got = self
+                    .predict_row(&row)
+                    .map_err(|e| format!("check row {index}: {e}"))?;
+                if got.to_bits() == check.prediction.0.to_bits() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "check row {index} {row:?}: LightGBM predicted {:?}, this evaluator {got:?}",
+                        check.prediction.0
+                    ))
+                }
+            })
+            .collect();
+        outcomes
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(check_rows.len()), Err)
     }
 
     /// Rows that exercise every split of the model: each numerical threshold and its two

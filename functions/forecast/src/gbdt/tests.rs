@@ -431,7 +431,11 @@ fn verify_accepts_its_own_answers_and_names_the_first_difference() {
         })
         .collect();
     assert_eq!(booster.verify(&checks), Ok(checks.len()));
-    checks[3].prediction = ExactF64(checks[3].prediction.0.next_up());
+    // Rows are checked in parallel; the first wrong one in manifest order is named.
+    let last = checks.len() - 1;
+    for wrong in [last, 3] {
+        checks[wrong].prediction = ExactF64(checks[wrong].prediction.0.next_up());
+    }
     let err = booster.verify(&checks).unwrap_err();
     assert!(err.starts_with("check row 3"), "{err}");
     assert!(booster.verify(&[]).unwrap_err().contains("no check rows"));
