@@ -157,10 +157,9 @@ impl<C: ModelClient> Orchestrator<C> {
             )
             .await
             .map_err(|e| no_distribution(e, "body", &options))?;
-        let sales = predicted.sales.first().copied().ok_or_else(|| {
+        let (sales, quantiles) = predicted.rows().next().ok_or_else(|| {
             ModelCallError::BadResponse("no prediction for the request".to_owned())
         })?;
-        let quantiles = predicted.quantiles_of(0);
         Ok(json_response(
             ok_builder(),
             &PredictResponse { sales, quantiles },
@@ -186,14 +185,13 @@ impl<C: ModelClient> Orchestrator<C> {
             .map_err(|e| no_distribution(e, "body", &options))?;
         let predictions = requests
             .iter()
-            .zip(&predicted.sales)
-            .enumerate()
-            .map(|(row, (request, sales))| BatchPrediction {
+            .zip(predicted.rows())
+            .map(|(request, (sales, quantiles))| BatchPrediction {
                 date: request.date.to_string(),
                 store: request.store.get(),
                 item: request.item.get(),
-                sales: *sales,
-                quantiles: predicted.quantiles_of(row),
+                sales,
+                quantiles,
             })
             .collect();
         let answer = BatchResponse {
@@ -220,12 +218,11 @@ impl<C: ModelClient> Orchestrator<C> {
             .map_err(|e| no_distribution(e, "query", &options))?;
         let forecast = requests
             .iter()
-            .zip(&predicted.sales)
-            .enumerate()
-            .map(|(row, (request, sales))| ForecastPoint {
+            .zip(predicted.rows())
+            .map(|(request, (sales, quantiles))| ForecastPoint {
                 date: request.date.to_string(),
-                sales: *sales,
-                quantiles: predicted.quantiles_of(row),
+                sales,
+                quantiles,
             })
             .collect();
         let answer = ForecastResponse {

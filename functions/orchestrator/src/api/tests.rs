@@ -21,6 +21,19 @@ use super::*;
 use crate::decode::MAX_BATCH_INSTANCES;
 use crate::routes::ROUTES;
 
+/// The original model's features.
+const ORIGINAL: &[&str] = &["store", "item", "month", "day", "year"];
+/// A model trained on calendar features the original did not have.
+const CALENDAR: &[&str] = &[
+    "store",
+    "item",
+    "dayofyear",
+    "weekofyear",
+    "dayofmonth",
+    "quarter",
+    "is_weekend",
+];
+
 /// What the fake model answers to a prediction.
 #[derive(Clone)]
 enum Predict {
@@ -53,7 +66,7 @@ struct FakeModel {
 impl FakeModel {
     fn scoring() -> Self {
         Self {
-            ping: Ok(vec!["store", "item", "month", "day", "year"]),
+            ping: Ok(ORIGINAL.to_vec()),
             predict: Predict::Score,
             delay: Duration::ZERO,
             seen: Mutex::new(Vec::new()),
@@ -304,15 +317,7 @@ async fn given_a_model_with_another_feature_order_then_the_row_follows_it() {
 #[tokio::test]
 async fn given_a_model_trained_on_calendar_features_then_they_are_built_without_code_change() {
     let model = FakeModel {
-        ping: Ok(vec![
-            "store",
-            "item",
-            "dayofyear",
-            "weekofyear",
-            "dayofmonth",
-            "quarter",
-            "is_weekend",
-        ]),
+        ping: Ok(CALENDAR.to_vec()),
         ..FakeModel::answering(&[9.5])
     };
     let (status, body, app) = call(

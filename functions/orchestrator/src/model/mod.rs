@@ -60,18 +60,21 @@ pub struct Predicted {
 }
 
 impl Predicted {
-    /// The quantiles of row `row`, by level.
-    pub fn quantiles_of(&self, row: usize) -> Option<LevelMap<f64>> {
-        self.quantiles.as_ref().map(|columns| {
-            LevelMap(
-                columns
-                    .0
-                    .iter()
-                    .map(|(key, column)| {
-                        (key.clone(), column.get(row).copied().unwrap_or(f64::NAN))
-                    })
-                    .collect(),
-            )
+    /// Each row's point and, when asked for, its quantiles by level, in request order.
+    pub fn rows(&self) -> impl Iterator<Item = (f64, Option<LevelMap<f64>>)> + '_ {
+        self.sales.iter().enumerate().map(|(row, sales)| {
+            let quantiles = self.quantiles.as_ref().map(|columns| {
+                LevelMap(
+                    columns
+                        .0
+                        .iter()
+                        .map(|(key, column)| {
+                            (key.clone(), column.get(row).copied().unwrap_or(f64::NAN))
+                        })
+                        .collect(),
+                )
+            });
+            (*sales, quantiles)
         })
     }
 

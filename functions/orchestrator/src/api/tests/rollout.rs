@@ -10,17 +10,6 @@ use futures_util::future::join_all;
 use super::*;
 use crate::model::MAX_MODEL_CHANGES;
 
-const ORIGINAL: &[&str] = &["store", "item", "month", "day", "year"];
-const CALENDAR: &[&str] = &[
-    "store",
-    "item",
-    "dayofyear",
-    "weekofyear",
-    "dayofmonth",
-    "quarter",
-    "is_weekend",
-];
-
 /// One model version: its features, the stores it was trained on, and an offset added to
 /// [`score`] so that each version's predictions are its own.
 struct Version {
