@@ -33,34 +33,22 @@ pub struct Route {
 
 /// Every route of the API.
 pub static ROUTES: [Route; 5] = [
-    Route {
-        path: "/v1/api/predict",
-        method: Method::POST,
-        handler: Handler::Predict,
-    },
-    Route {
-        path: "/v1/api/predict/batch",
-        method: Method::POST,
-        handler: Handler::Batch,
-    },
-    Route {
-        path: "/v1/api/forecast",
-        method: Method::GET,
-        handler: Handler::Forecast,
-    },
-    Route {
-        path: "/v1/api/health",
-        method: Method::GET,
-        handler: Handler::Health,
-    },
-    Route {
-        path: "/v1/api/openapi.json",
-        method: Method::GET,
-        handler: Handler::OpenApi,
-    },
+    Route::new(Method::POST, "/v1/api/predict", Handler::Predict),
+    Route::new(Method::POST, "/v1/api/predict/batch", Handler::Batch),
+    Route::new(Method::GET, "/v1/api/forecast", Handler::Forecast),
+    Route::new(Method::GET, "/v1/api/health", Handler::Health),
+    Route::new(Method::GET, "/v1/api/openapi.json", Handler::OpenApi),
 ];
 
 impl Route {
+    const fn new(method: Method, path: &'static str, handler: Handler) -> Self {
+        Self {
+            path,
+            method,
+            handler,
+        }
+    }
+
     /// The route at `path`, whatever the method.
     pub fn find(path: &str) -> Option<&'static Self> {
         ROUTES.iter().find(|route| route.path == path)

@@ -242,16 +242,10 @@ pub struct ValidationErrorResponse {
                        unknown routes answer 404 and known routes called with another method \
                        answer 405 with `Allow`."
     ),
+    // The bodies the operations name; the types they contain come with them.
     components(schemas(
-        PredictRequest,
-        PredictResponse,
-        BatchRequest,
-        BatchResponse,
-        ForecastResponse,
-        HealthResponse,
-        ErrorResponse,
-        ValidationErrorResponse,
-        ValidationError
+        PredictRequest, PredictResponse, BatchRequest, BatchResponse, ForecastResponse,
+        HealthResponse, ErrorResponse, ValidationErrorResponse, ValidationError
     ))
 )]
 struct ApiDoc;
