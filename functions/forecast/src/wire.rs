@@ -31,14 +31,15 @@ pub struct DataframeSplit {
 }
 
 /// What a prediction request asks for beyond one number per row (from `params`).
+// `point` before `quantiles`: the keys of `params` go out in the order callers always sent.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct PredictOptions {
-    /// Quantile levels, ascending and distinct, each in (0, 1); `None` when not asked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quantiles: Option<Vec<f64>>,
     /// The point to answer; the model's default when `None`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub point: Option<PointKind>,
+    /// Quantile levels, ascending and distinct, each in (0, 1); `None` when not asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<Vec<f64>>,
 }
 
 impl PredictOptions {
@@ -47,6 +48,28 @@ impl PredictOptions {
         self.quantiles.is_none() && self.point.is_none()
     }
 }
+
+/// A prediction request in MLflow's `dataframe_split` orientation, as a caller sends it:
+/// `{"dataframe_split": {...}}`, with `"params"` only when something beyond the model's
+/// default answer is asked for (a plain request is exactly MLflow's payload).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictionsRequest {
+    /// The rows, named by column.
+    pub dataframe_split: DataframeSplit,
+    /// Quantiles and point, when asked for.
+    #[serde(skip_serializing_if = "PredictOptions::is_plain")]
+    pub params: PredictOptions,
+}
+
+/// `{"ping": {}}`: asks the model host for readiness and its manifest ([`PingResponse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct PingRequest {
+    ping: Empty,
+}
+
+/// An object without members, `{}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+struct Empty {}
 
 /// Name and version of the model that answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,6 +250,50 @@ mod tests {
             (ping.model_etag, ping.init, ping.max_rows),
             (None, None, None)
         );
+    }
+
+    /// The payloads the orchestrator sent when it built them as JSON maps: byte for byte,
+    /// `params` only when asked for, its keys in the map's (sorted) order.
+    #[test]
+    fn requests_serialise_to_the_payloads_callers_always_sent() {
+        assert_eq!(
+            serde_json::to_string(&PingRequest::default()).unwrap(),
+            r#"{"ping":{}}"#
+        );
+        let split = DataframeSplit {
+            columns: vec!["store".to_owned(), "year".to_owned()],
+            data: vec![vec![1.0, 2018.0], vec![10.0, 2017.5]],
+            index: None,
+        };
+        let plain = PredictionsRequest {
+            dataframe_split: split.clone(),
+            params: PredictOptions::default(),
+        };
+        assert_eq!(
+            serde_json::to_string(&plain).unwrap(),
+            r#"{"dataframe_split":{"columns":["store","year"],"data":[[1.0,2018.0],[10.0,2017.5]]}}"#
+        );
+        for params in [
+            PredictOptions {
+                point: Some(PointKind::Smape),
+                quantiles: Some(vec![0.1, 0.5, 0.9]),
+            },
+            PredictOptions {
+                point: None,
+                quantiles: Some(vec![0.025]),
+            },
+            PredictOptions {
+                point: Some(PointKind::Mean),
+                quantiles: None,
+            },
+        ] {
+            let as_map = json!({ "dataframe_split": split, "params": params }).to_string();
+            let typed = PredictionsRequest {
+                dataframe_split: split.clone(),
+                params,
+            };
+            assert_eq!(serde_json::to_string(&typed).unwrap(), as_map);
+        }
     }
 
     const ALL: [ModelErrorType; 5] = [

@@ -4,7 +4,7 @@
 //! It validates `{date, store, item}`, builds exactly the feature row the deployed model was
 //! trained on (the feature names come from the model's manifest, fetched with a ping and
 //! fetched again, single-flight, when a model answer shows the model behind the alias has
-//! changed: see [`model_info`]), invokes the `model` Lambda through the Lambda Invoke API and
+//! changed: see [`model`]), invokes the `model` Lambda through the Lambda Invoke API and
 //! answers `{"sales": f64}`; every answer comes from one model. All business rules live here;
 //! the model host stays generic.
 //!
@@ -25,9 +25,10 @@ pub mod auth;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod model;
 pub mod model_client;
-pub mod model_info;
 pub mod observe;
+pub mod routes;
 pub mod schema;
 
 pub use api::Orchestrator;

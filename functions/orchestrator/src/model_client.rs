@@ -4,8 +4,12 @@ use std::future::Future;
 
 use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::primitives::Blob;
-use forecast::wire::{FunctionErrorBody, FunctionErrorType};
-use serde_json::Value;
+use forecast::wire::{
+    FunctionErrorBody, FunctionErrorType, PingRequest, PingResponse, PredictionsRequest,
+    PredictionsResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::config::OrchestratorConfig;
 
@@ -35,10 +39,17 @@ pub enum ModelCallError {
     Changing(String),
 }
 
-/// Synchronous invocation of the model host with a JSON payload.
+/// The model host, one synchronous invocation per call, in the wire layer's types: the
+/// adapter owns the JSON, so callers (and the fakes in tests) never see it.
 pub trait ModelClient: Send + Sync {
-    /// Sends `payload` and returns the model's JSON answer.
-    fn invoke(&self, payload: Value) -> impl Future<Output = Result<Value, ModelCallError>> + Send;
+    /// Readiness and the model's manifest.
+    fn ping(&self) -> impl Future<Output = Result<PingResponse, ModelCallError>> + Send;
+
+    /// One prediction per row of `request`, from the model named in the answer.
+    fn predict(
+        &self,
+        request: &PredictionsRequest,
+    ) -> impl Future<Output = Result<PredictionsResponse, ModelCallError>> + Send;
 }
 
 /// [`ModelClient`] that calls the model function with `aws-sdk-lambda` (`RequestResponse`).
@@ -73,8 +84,25 @@ impl LambdaModelClient {
 }
 
 impl ModelClient for LambdaModelClient {
-    async fn invoke(&self, payload: Value) -> Result<Value, ModelCallError> {
-        let body = serde_json::to_vec(&payload)
+    async fn ping(&self) -> Result<PingResponse, ModelCallError> {
+        self.invoke(&PingRequest::default()).await
+    }
+
+    async fn predict(
+        &self,
+        request: &PredictionsRequest,
+    ) -> Result<PredictionsResponse, ModelCallError> {
+        self.invoke(request).await
+    }
+}
+
+impl LambdaModelClient {
+    /// Sends `payload` as JSON and reads the answer as `T`.
+    async fn invoke<T: DeserializeOwned>(
+        &self,
+        payload: &impl Serialize,
+    ) -> Result<T, ModelCallError> {
+        let body = serde_json::to_vec(payload)
             .map_err(|e| ModelCallError::BadResponse(format!("cannot encode payload: {e}")))?;
         let output = self
             .client
@@ -85,18 +113,23 @@ impl ModelClient for LambdaModelClient {
             .await
             .map_err(classify_sdk_error)?;
         let bytes = output.payload().map(Blob::as_ref).unwrap_or_default();
-        if output.function_error().is_some() {
-            let body: FunctionErrorBody = serde_json::from_slice(bytes).map_err(|_| {
-                ModelCallError::BadResponse("function error without an error body".to_owned())
-            })?;
-            return Err(ModelCallError::FunctionError {
-                error_type: body.error_type,
-                message: body.error_message,
-            });
-        }
-        serde_json::from_slice(bytes)
-            .map_err(|e| ModelCallError::BadResponse(format!("response is not JSON: {e}")))
+        read_answer(bytes, output.function_error().is_some())
     }
+}
+
+/// Reads the payload of an invocation: a function error's body when `failed`, else the
+/// answer, which must be the documented `T` (anything else is the model's fault, a 502).
+fn read_answer<T: DeserializeOwned>(bytes: &[u8], failed: bool) -> Result<T, ModelCallError> {
+    if failed {
+        let body: FunctionErrorBody = serde_json::from_slice(bytes).map_err(|_| {
+            ModelCallError::BadResponse("function error without an error body".to_owned())
+        })?;
+        return Err(ModelCallError::FunctionError {
+            error_type: body.error_type,
+            message: body.error_message,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(|e| ModelCallError::BadResponse(e.to_string()))
 }
 
 fn classify_sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -122,5 +155,55 @@ fn classify_sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
             ))
         }
         _ => ModelCallError::Unavailable(DisplayErrorContext(&err).to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_that_is_not_the_documented_payload_is_a_bad_response() {
+        for bytes in [
+            "",
+            "not json",
+            r#"{"predictions": [null], "model": {"name": "demand", "version": "v1"}}"#,
+            r#"{"predictions": ["7"], "model": {"name": "demand", "version": "v1"}}"#,
+            r#"{"predictions": [1.0]}"#,
+        ] {
+            let read = read_answer::<PredictionsResponse>(bytes.as_bytes(), false);
+            assert!(
+                matches!(read, Err(ModelCallError::BadResponse(_))),
+                "{bytes}: {read:?}"
+            );
+        }
+        let read: PredictionsResponse = read_answer(
+            br#"{"predictions": [1.5], "model": {"name": "demand", "version": "v1"}}"#,
+            false,
+        )
+        .unwrap();
+        assert_eq!(read.predictions, [1.5]);
+    }
+
+    #[test]
+    fn a_function_error_is_read_from_its_body() {
+        let read = read_answer::<PingResponse>(
+            br#"{"errorType": "SchemaMismatch", "errorMessage": "missing column year"}"#,
+            true,
+        );
+        assert_eq!(
+            read.unwrap_err(),
+            ModelCallError::FunctionError {
+                error_type: FunctionErrorType::Model(
+                    forecast::wire::ModelErrorType::SchemaMismatch
+                ),
+                message: "missing column year".to_owned(),
+            }
+        );
+        let read = read_answer::<PingResponse>(b"{}", true);
+        assert!(
+            matches!(read, Err(ModelCallError::BadResponse(_))),
+            "{read:?}"
+        );
     }
 }

@@ -2,18 +2,21 @@
 //!
 //! Responses are serialised from exactly these types, so the served document
 //! (`GET /v1/api/openapi.json`) cannot drift from what the handlers answer; the request
-//! types describe what `forecast::ForecastRequest::from_json` accepts, and the tests in
-//! `api` drive every documented route and status and validate each answer against this
-//! document.
+//! types describe what `forecast::ForecastRequest::from_json` accepts. The document has one
+//! operation per row of the route table the router reads ([`crate::routes::ROUTES`]), and
+//! the tests in `api` drive every documented route and status and validate each answer
+//! against this document.
 
 use forecast::FieldError;
 use forecast::distribution::{LevelMap, MAX_LEVELS};
 use forecast::wire::ModelIdentity;
 use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::openapi::path::ParameterIn;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::decode::{MAX_BATCH_INSTANCES, MAX_FORECAST_DAYS};
+use crate::routes::{Handler, ROUTES};
 
 /// `POST /v1/api/predict`: one store, one item, one day.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -230,101 +233,6 @@ pub struct ValidationErrorResponse {
     pub detail: Vec<ValidationError>,
 }
 
-#[utoipa::path(
-    post,
-    path = "/v1/api/predict",
-    tag = "forecast",
-    operation_id = "predict",
-    request_body(content = PredictRequest, content_type = "application/json"),
-    responses(
-        (status = 200, description = "Expected unit sales", body = PredictResponse),
-        (status = 400, description = "Malformed JSON, empty body or a content type other than application/json", body = ErrorResponse),
-        (status = 413, description = "Body over the configured limit", body = ErrorResponse),
-        (status = 422, description = "Invalid fields, a store/item outside the model's training data, a quantile level outside (0, 1) or more than 19 levels, or quantiles / the smape point asked of a model without a predictive distribution", body = ValidationErrorResponse),
-        (status = 502, description = "The model returned an error", body = ErrorResponse),
-        (status = 503, description = "The model is throttled or unavailable; retry after `Retry-After` seconds", body = ErrorResponse),
-        (status = 504, description = "The model did not answer in time", body = ErrorResponse),
-    )
-)]
-#[allow(
-    dead_code,
-    reason = "documents the route; the router in `api` serves it"
-)]
-fn predict() {}
-
-#[utoipa::path(
-    post,
-    path = "/v1/api/predict/batch",
-    tag = "forecast",
-    operation_id = "predict_batch",
-    request_body(content = BatchRequest, content_type = "application/json"),
-    responses(
-        (status = 200, description = "One prediction per instance, in request order", body = BatchResponse),
-        (status = 400, description = "Malformed JSON, empty body or a content type other than application/json", body = ErrorResponse),
-        (status = 413, description = "Body over the configured limit", body = ErrorResponse),
-        (status = 422, description = "Invalid instances (each located by index), none, or more than 10,000; invalid quantile levels or point, or quantiles asked of a model without a predictive distribution", body = ValidationErrorResponse),
-        (status = 502, description = "The model returned an error", body = ErrorResponse),
-        (status = 503, description = "The model is throttled or unavailable; retry after `Retry-After` seconds", body = ErrorResponse),
-        (status = 504, description = "The model did not answer in time", body = ErrorResponse),
-    )
-)]
-#[allow(
-    dead_code,
-    reason = "documents the route; the router in `api` serves it"
-)]
-fn predict_batch() {}
-
-#[utoipa::path(
-    get,
-    path = "/v1/api/forecast",
-    tag = "forecast",
-    operation_id = "forecast",
-    params(ForecastParams),
-    responses(
-        (status = 200, description = "A daily series, in date order", body = ForecastResponse),
-        (status = 422, description = "Invalid or missing query parameters (quantile levels outside (0, 1) or more than 19 included), a store/item outside the model's training data, or quantiles asked of a model without a predictive distribution", body = ValidationErrorResponse),
-        (status = 502, description = "The model returned an error", body = ErrorResponse),
-        (status = 503, description = "The model is throttled or unavailable; retry after `Retry-After` seconds", body = ErrorResponse),
-        (status = 504, description = "The model did not answer in time", body = ErrorResponse),
-    )
-)]
-#[allow(
-    dead_code,
-    reason = "documents the route; the router in `api` serves it"
-)]
-fn forecast() {}
-
-#[utoipa::path(
-    get,
-    path = "/v1/api/health",
-    tag = "operations",
-    operation_id = "health",
-    responses(
-        (status = 200, description = "The model answered a ping", body = HealthResponse),
-        (status = 503, description = "The model cannot be reached or is not ready", body = ErrorResponse),
-    )
-)]
-#[allow(
-    dead_code,
-    reason = "documents the route; the router in `api` serves it"
-)]
-fn health() {}
-
-#[utoipa::path(
-    get,
-    path = "/v1/api/openapi.json",
-    tag = "operations",
-    operation_id = "openapi",
-    responses(
-        (status = 200, description = "This document", body = Object),
-    )
-)]
-#[allow(
-    dead_code,
-    reason = "documents the route; the router in `api` serves it"
-)]
-fn openapi() {}
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -334,8 +242,11 @@ fn openapi() {}
                        unknown routes answer 404 and known routes called with another method \
                        answer 405 with `Allow`."
     ),
-    paths(predict, predict_batch, forecast, health, openapi),
-    components(schemas(ValidationError))
+    // The bodies the operations name; the types they contain come with them.
+    components(schemas(
+        PredictRequest, PredictResponse, BatchRequest, BatchResponse, ForecastResponse,
+        HealthResponse, ErrorResponse, ValidationErrorResponse, ValidationError
+    ))
 )]
 struct ApiDoc;
 
@@ -351,13 +262,171 @@ const COMMON_HEADERS: [(&str, &str); 2] = [
     ),
 ];
 
-/// The OpenAPI 3.1 document of the API, as JSON.
+/// A documented answer: status, what it means, and the component schema of its body (`None`:
+/// any JSON object).
+type Answer = (u16, &'static str, Option<&'static str>);
+
+const ERROR: Option<&str> = Some("ErrorResponse");
+const INVALID: Option<&str> = Some("ValidationErrorResponse");
+
+/// What a route reading a JSON body answers before it can validate the body.
+const UNREADABLE_BODY: [Answer; 2] = [
+    (
+        400,
+        "Malformed JSON, empty body or a content type other than application/json",
+        ERROR,
+    ),
+    (413, "Body over the configured limit", ERROR),
+];
+
+/// What a route predicting with the model answers when the model fails.
+const MODEL_FAILED: [Answer; 3] = [
+    (502, "The model returned an error", ERROR),
+    (
+        503,
+        "The model is throttled or unavailable; retry after `Retry-After` seconds",
+        ERROR,
+    ),
+    (504, "The model did not answer in time", ERROR),
+];
+
+/// The document's operation for `handler`; a new handler does not compile until it is
+/// described here.
+fn operation(handler: Handler) -> Value {
+    // Tag, operation id, the schema of the JSON body it reads, and its own answers.
+    let (tag, id, body, own): (&str, &str, Option<&str>, &[Answer]) = match handler {
+        Handler::Predict => (
+            "forecast",
+            "predict",
+            Some("PredictRequest"),
+            &[
+                (200, "Expected unit sales", Some("PredictResponse")),
+                (
+                    422,
+                    "Invalid fields, a store/item outside the model's training data, a quantile level outside (0, 1) or more than 19 levels, or quantiles / the smape point asked of a model without a predictive distribution",
+                    INVALID,
+                ),
+            ],
+        ),
+        Handler::Batch => (
+            "forecast",
+            "predict_batch",
+            Some("BatchRequest"),
+            &[
+                (
+                    200,
+                    "One prediction per instance, in request order",
+                    Some("BatchResponse"),
+                ),
+                (
+                    422,
+                    "Invalid instances (each located by index), none, or more than 10,000; invalid quantile levels or point, or quantiles asked of a model without a predictive distribution",
+                    INVALID,
+                ),
+            ],
+        ),
+        Handler::Forecast => (
+            "forecast",
+            "forecast",
+            None,
+            &[
+                (
+                    200,
+                    "A daily series, in date order",
+                    Some("ForecastResponse"),
+                ),
+                (
+                    422,
+                    "Invalid or missing query parameters (quantile levels outside (0, 1) or more than 19 included), a store/item outside the model's training data, or quantiles asked of a model without a predictive distribution",
+                    INVALID,
+                ),
+            ],
+        ),
+        Handler::Health => (
+            "operations",
+            "health",
+            None,
+            &[
+                (200, "The model answered a ping", Some("HealthResponse")),
+                (503, "The model cannot be reached or is not ready", ERROR),
+            ],
+        ),
+        Handler::OpenApi => (
+            "operations",
+            "openapi",
+            None,
+            &[(200, "This document", None)],
+        ),
+    };
+    let unreadable = if body.is_some() {
+        &UNREADABLE_BODY[..]
+    } else {
+        &[]
+    };
+    let predicts = matches!(
+        handler,
+        Handler::Predict | Handler::Batch | Handler::Forecast
+    );
+    let model_failed = if predicts { &MODEL_FAILED[..] } else { &[] };
+    let responses: serde_json::Map<String, Value> = own
+        .iter()
+        .chain(unreadable)
+        .chain(model_failed)
+        .map(|answer| (answer.0.to_string(), response(answer)))
+        .collect();
+    let mut operation = json!({"tags": [tag], "operationId": id, "responses": responses});
+    if let Some(schema) = body {
+        operation["requestBody"] = json!({
+            "content": {"application/json": {"schema": schema_ref(schema)}},
+            "required": true
+        });
+    }
+    if handler == Handler::Forecast {
+        let parameters = ForecastParams::into_params(|| Some(ParameterIn::Query));
+        operation["parameters"] = serde_json::to_value(parameters).unwrap_or_default();
+    }
+    operation
+}
+
+/// A documented answer with its body's schema and its headers: the common ones, and
+/// `retry-after` on a 503.
+fn response(&(status, description, body): &Answer) -> Value {
+    let header = |text: &str| json!({"description": text, "schema": {"type": "string"}});
+    let mut headers: serde_json::Map<String, Value> = COMMON_HEADERS
+        .iter()
+        .map(|(name, text)| ((*name).to_owned(), header(text)))
+        .collect();
+    if status == 503 {
+        headers.insert(
+            "retry-after".to_owned(),
+            header("Seconds to wait before retrying"),
+        );
+    }
+    let schema = body.map_or_else(|| json!({"type": "object"}), schema_ref);
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+        "headers": headers
+    })
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// The OpenAPI 3.1 document of the API, as JSON: one operation per row of [`ROUTES`].
 pub fn openapi_document() -> Value {
     let mut doc = match serde_json::to_value(ApiDoc::openapi()) {
         Ok(doc) => doc,
         // The document is built from constants; serialising it cannot fail.
         Err(_) => return json!({"openapi": "3.1.0"}),
     };
+    let mut paths = serde_json::Map::new();
+    for route in &ROUTES {
+        let item = paths.entry(route.path).or_insert_with(|| json!({}));
+        item[route.method.as_str().to_ascii_lowercase()] = operation(route.handler);
+    }
+    doc["paths"] = Value::Object(paths);
     // Schemas utoipa cannot derive: a level list or `true`, an object keyed by level, the
     // point's two names.
     doc["components"]["schemas"]["QuantileLevels"] = json!({
@@ -384,31 +453,6 @@ pub fn openapi_document() -> Value {
         "max_batch_instances": MAX_BATCH_INSTANCES,
         "max_forecast_days": MAX_FORECAST_DAYS,
     });
-    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
-        for operation in paths.values_mut().filter_map(Value::as_object_mut) {
-            for op in operation.values_mut() {
-                let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
-                    continue;
-                };
-                for (status, response) in responses.iter_mut() {
-                    let mut headers = serde_json::Map::new();
-                    for (name, description) in COMMON_HEADERS {
-                        headers.insert(
-                            name.to_owned(),
-                            json!({"description": description, "schema": {"type": "string"}}),
-                        );
-                    }
-                    if status == "503" {
-                        headers.insert(
-                            "retry-after".to_owned(),
-                            json!({"description": "Seconds to wait before retrying", "schema": {"type": "string"}}),
-                        );
-                    }
-                    response["headers"] = Value::Object(headers);
-                }
-            }
-        }
-    }
     doc
 }
 

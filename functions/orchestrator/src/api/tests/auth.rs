@@ -119,7 +119,7 @@ async fn given_iam_or_jwt_when_an_event_has_no_caller_then_every_route_is_401_be
                 context["requestContext"]["requestId"].as_str().unwrap()
             );
             // Not even the manifest ping: the model never hears of it.
-            assert!(app.client.payloads().is_empty(), "{mode:?} {path}");
+            assert!(app.model.client.calls().is_empty(), "{mode:?} {path}");
             assert!(line.contains("status=401"), "{line}");
             assert!(line.contains("caller=anonymous"), "{line}");
         }
@@ -132,7 +132,7 @@ async fn given_iam_when_a_signed_event_arrives_then_it_is_served_and_the_arn_log
     let (reply, line) = answer_logged(&app, CALLER_IAM).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(reply.body["sales"].is_f64());
-    assert_eq!(app.client.predictions_sent().len(), 1);
+    assert_eq!(app.model.client.predictions_sent().len(), 1);
     assert!(
         line.contains(
             "caller=iam:arn:aws:sts::123456789012:assumed-role/forecast-client/forecaster"
@@ -147,7 +147,7 @@ async fn given_iam_when_a_signed_event_arrives_then_it_is_served_and_the_arn_log
 
     // A token's subject is not an IAM caller: 403, and nothing reaches the model.
     let app = app_with_nothing_sent(ApiAuth::Iam, CALLER_JWT, 403).await;
-    assert!(app.client.payloads().is_empty());
+    assert!(app.model.client.calls().is_empty());
 }
 
 #[tokio::test]
@@ -156,7 +156,7 @@ async fn given_jwt_when_a_token_was_validated_then_it_is_served_and_the_subject_
     let app = app(ApiAuth::Jwt);
     let (reply, line) = answer_logged(&app, CALLER_JWT).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(app.client.predictions_sent().len(), 1);
+    assert_eq!(app.model.client.predictions_sent().len(), 1);
     assert!(
         line.contains("caller=jwt:5f1c2b9e-retailer-client"),
         "{line}"
@@ -175,7 +175,7 @@ async fn app_with_nothing_sent(mode: ApiAuth, event: &str, status: u16) -> Orche
     let app = app(mode);
     let (reply, line) = answer_logged(&app, event).await;
     assert_eq!(reply.status, status, "{mode:?}: {}", reply.body);
-    assert!(app.client.payloads().is_empty(), "{mode:?}");
+    assert!(app.model.client.calls().is_empty(), "{mode:?}");
     assert!(line.contains(&format!("status={status}")), "{line}");
     app
 }

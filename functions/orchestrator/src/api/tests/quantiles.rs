@@ -26,8 +26,12 @@ async fn given_quantiles_when_predicting_then_they_are_answered_beside_sales_by_
     // Keys in level order, not sorted as strings.
     let text = serde_json::to_string(&body["quantiles"]).unwrap();
     assert!(text.find("p10") < text.find("p50") && text.find("p50") < text.find("p90"));
-    let sent = app.client.predictions_sent();
-    assert_eq!(sent[0]["params"], json!({"quantiles": [0.1, 0.5, 0.9]}));
+    let sent = app.model.client.predictions_sent();
+    let asked = PredictOptions {
+        point: None,
+        quantiles: Some(vec![0.1, 0.5, 0.9]),
+    };
+    assert_eq!(sent[0].params, asked);
 }
 
 #[tokio::test]
@@ -42,9 +46,9 @@ async fn without_quantiles_the_answer_and_the_model_payload_are_unchanged_byte_f
         text,
         format!(r#"{{"sales":{}}}"#, serde_json::to_string(&sales).unwrap())
     );
-    let sent = app.client.predictions_sent();
+    let sent = serde_json::to_value(&app.model.client.predictions_sent()[0]).unwrap();
     assert_eq!(
-        sent[0].as_object().unwrap().keys().collect::<Vec<_>>(),
+        sent.as_object().unwrap().keys().collect::<Vec<_>>(),
         ["dataframe_split"]
     );
     // `quantiles: null` and `false` ask for nothing either.
@@ -91,7 +95,7 @@ async fn a_chunked_batch_reassembles_the_quantile_columns_in_order() {
     let body = json!({"instances": instances, "quantiles": [0.25]}).to_string();
     let reply = answer(&app, post("/v1/api/predict/batch", &body)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert!(app.client.predictions_sent().len() >= 7);
+    assert!(app.model.client.predictions_sent().len() >= 7);
     for prediction in reply.body["predictions"].as_array().unwrap() {
         let sales = prediction["sales"].as_f64().unwrap();
         assert_eq!(
@@ -118,10 +122,11 @@ async fn a_forecast_takes_quantiles_and_the_point_from_the_query() {
             json!({"p10": quantile(sales, 0.1), "p90": quantile(sales, 0.9)})
         );
     }
-    assert_eq!(
-        app.client.predictions_sent()[0]["params"],
-        json!({"quantiles": [0.1, 0.9], "point": "smape"})
-    );
+    let asked = PredictOptions {
+        point: Some(PointKind::Smape),
+        quantiles: Some(vec![0.1, 0.9]),
+    };
+    assert_eq!(app.model.client.predictions_sent()[0].params, asked);
 }
 
 #[tokio::test]
@@ -162,7 +167,7 @@ async fn bad_levels_are_422_at_the_field_and_never_reach_the_model() {
         let (status, body, app) = call(FakeModel::scoring(), request).await;
         assert_eq!(status, 422, "{body}");
         assert_eq!(error_locs(&body), [expected]);
-        assert!(app.client.predictions_sent().is_empty());
+        assert!(app.model.client.predictions_sent().is_empty());
     }
 }
 
@@ -219,7 +224,7 @@ async fn a_model_without_a_distribution_is_a_clear_422_not_a_502() {
 
 #[tokio::test]
 async fn quantiles_that_do_not_match_the_request_are_a_502() {
-    let model = FakeModel::answering(json!([12.5]));
+    let model = FakeModel::answering(&[12.5]);
     let (status, _, _) = call(model, post_predict(&predict_body(r#","quantiles":true"#))).await;
     assert_eq!(status, 502);
 }

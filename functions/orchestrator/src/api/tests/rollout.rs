@@ -8,18 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures_util::future::join_all;
 
 use super::*;
-use crate::api::MAX_MODEL_CHANGES;
-
-const ORIGINAL: &[&str] = &["store", "item", "month", "day", "year"];
-const CALENDAR: &[&str] = &[
-    "store",
-    "item",
-    "dayofyear",
-    "weekofyear",
-    "dayofmonth",
-    "quarter",
-    "is_weekend",
-];
+use crate::model::MAX_MODEL_CHANGES;
 
 /// One model version: its features, the stores it was trained on, and an offset added to
 /// [`score`] so that each version's predictions are its own.
@@ -128,38 +117,36 @@ fn predicted_by(version: &Version, request: &ForecastRequest) -> f64 {
 }
 
 impl ModelClient for Alias {
-    async fn invoke(&self, payload: Value) -> Result<Value, ModelCallError> {
-        let is_ping = payload.get("ping").is_some();
-        let version = self.version_for(is_ping);
+    async fn ping(&self) -> Result<PingResponse, ModelCallError> {
+        let version = self.version_for(true);
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        let model = json!({"name": "demand", "version": version.name});
-        if is_ping {
-            self.pings.fetch_add(1, Ordering::SeqCst);
-            return Ok(json!({
-                "status": "ready", "model": model, "features": version.features,
-                "num_trees": 10, "source_uri": "s3://b/models/demand/live/",
-                "model_sha256": "00", "loaded_at": "2026-01-01T00:00:00Z", "max_rows": 5000,
-                "domain": {
-                    "stores": (1..=version.stores).collect::<Vec<u32>>(),
-                    "items": (1..=50).collect::<Vec<u32>>(),
-                    "date_min": "2013-01-01", "date_max": "2017-12-31"
-                }
-            }));
+        self.pings.fetch_add(1, Ordering::SeqCst);
+        Ok(ping_answer(version.name, version.features, version.stores))
+    }
+
+    async fn predict(
+        &self,
+        request: &PredictionsRequest,
+    ) -> Result<PredictionsResponse, ModelCallError> {
+        let version = self.version_for(false);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
         }
-        let columns: Vec<String> =
-            serde_json::from_value(payload["dataframe_split"]["columns"].clone()).unwrap();
+        let columns = &request.dataframe_split.columns;
         if columns != version.features {
             return Err(ModelCallError::FunctionError {
                 error_type: FunctionErrorType::Model(ModelErrorType::SchemaMismatch),
                 message: format!("columns {columns:?} are not the model's features"),
             });
         }
-        let rows: Vec<Vec<f64>> =
-            serde_json::from_value(payload["dataframe_split"]["data"].clone()).unwrap();
-        let predictions: Vec<f64> = rows.iter().map(|row| score(row) + version.offset).collect();
-        Ok(json!({"predictions": predictions, "model": model}))
+        let rows = &request.dataframe_split.data;
+        Ok(PredictionsResponse {
+            predictions: rows.iter().map(|row| score(row) + version.offset).collect(),
+            model: identity(version.name),
+            quantiles: None,
+        })
     }
 }
 
@@ -178,7 +165,13 @@ fn parse(date: &str, store: u32, item: u32) -> ForecastRequest {
 /// The version an answer names, after checking every prediction in it is that version's.
 fn assert_one_version(app: &Orchestrator<Alias>, reply: &Answer, sent: &[ForecastRequest]) {
     let name = reply.headers[MODEL_VERSION_HEADER].to_str().unwrap();
-    let version = app.client.versions.iter().find(|v| v.name == name).unwrap();
+    let version = app
+        .model
+        .client
+        .versions
+        .iter()
+        .find(|v| v.name == name)
+        .unwrap();
     let served: Vec<f64> = if let Some(sales) = reply.body["sales"].as_f64() {
         vec![sales]
     } else {
@@ -206,20 +199,20 @@ async fn after_a_swap_one_ping_and_the_answer_is_the_new_models() {
     assert_eq!(reply.headers[MODEL_VERSION_HEADER], "v1");
 
     // WHEN the alias moves to v2, trained on calendar features and one more store
-    app.client.route(Routing::Only(1));
+    app.model.client.route(Routing::Only(1));
 
     // THEN the next request is answered by v2 with v2's features, after one more ping
     let reply = answer(&app, post_predict(&predict_body("2018-01-01", 2, 3))).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.headers[MODEL_VERSION_HEADER], "v2");
     assert_one_version(&app, &reply, &[parse("2018-01-01", 2, 3)]);
-    assert_eq!(app.client.pings(), 2);
+    assert_eq!(app.model.client.pings(), 2);
 
     // AND store 11, which only v2 knows, is served without another ping
     let reply = answer(&app, post_predict(&predict_body("2018-06-30", 11, 1))).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_one_version(&app, &reply, &[parse("2018-06-30", 11, 1)]);
-    assert_eq!(app.client.pings(), 2);
+    assert_eq!(app.model.client.pings(), 2);
 }
 
 #[tokio::test]
@@ -235,12 +228,12 @@ async fn a_retrained_model_with_the_same_features_is_noticed_by_its_version() {
     let reply = answer(&app, get(series)).await;
     assert_one_version(&app, &reply, &sent);
 
-    app.client.route(Routing::Only(1));
+    app.model.client.route(Routing::Only(1));
     let reply = answer(&app, get(series)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["model"]["version"], "v1-retrained");
     assert_one_version(&app, &reply, &sent);
-    assert_eq!(app.client.pings(), 2);
+    assert_eq!(app.model.client.pings(), 2);
 }
 
 #[tokio::test]
@@ -258,7 +251,7 @@ async fn sixteen_requests_in_flight_during_a_swap_send_one_ping_and_never_mix_mo
     assert_eq!(warm.status, 200);
 
     // WHEN the alias moves to v2 and 16 predicts, batches and forecasts arrive at once
-    app.client.route(Routing::Only(1));
+    app.model.client.route(Routing::Only(1));
     let batch: Vec<(String, u32, u32)> = (0..450u32)
         .map(|i| {
             (
@@ -302,7 +295,7 @@ async fn sixteen_requests_in_flight_during_a_swap_send_one_ping_and_never_mix_mo
         assert_one_version(&app, reply, sent);
     }
     // AND the model was pinged once for the swap (plus the first ping)
-    assert_eq!(app.client.pings(), 2);
+    assert_eq!(app.model.client.pings(), 2);
 }
 
 #[tokio::test]
@@ -349,7 +342,7 @@ async fn while_the_alias_splits_traffic_every_batch_comes_from_one_model() {
         }
         eprintln!(
             "1 in {every} invocations to the canary: 20 batches answered by {served:?} with {} pings",
-            app.client.pings()
+            app.model.client.pings()
         );
     }
 }
@@ -372,7 +365,7 @@ async fn a_model_that_never_settles_is_a_503_after_a_bounded_number_of_pings() {
         reply.body,
         json!({"detail": "the model is unavailable, retry later"})
     );
-    assert_eq!(app.client.pings(), 1 + MAX_MODEL_CHANGES);
+    assert_eq!(app.model.client.pings(), 1 + MAX_MODEL_CHANGES);
 }
 
 #[tokio::test]
@@ -388,19 +381,19 @@ async fn a_store_only_the_new_model_knows_rechecks_the_manifest_at_most_once_an_
     let reply = answer(&app, post_predict(&store_11)).await;
     assert_eq!(reply.status, 422, "{}", reply.body);
     assert_eq!(reply.body["detail"][0]["type"], "out_of_training_domain");
-    assert_eq!(app.client.pings(), 1);
+    assert_eq!(app.model.client.pings(), 1);
 
     // The alias moves to v2; the manifest is still younger than the recheck interval.
-    app.client.route(Routing::Only(1));
+    app.model.client.route(Routing::Only(1));
     assert_eq!(answer(&app, post_predict(&store_11)).await.status, 422);
-    assert_eq!(app.client.pings(), 1);
+    assert_eq!(app.model.client.pings(), 1);
 
     // Once it is older, the first request for store 11 re-reads it and is served by v2.
     tokio::time::sleep(RECHECK).await;
     let reply = answer(&app, post_predict(&store_11)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_one_version(&app, &reply, &[parse("2018-01-01", 11, 1)]);
-    assert_eq!(app.client.pings(), 2);
+    assert_eq!(app.model.client.pings(), 2);
 
     // A stream of requests for a store no model knows costs at most one ping an interval.
     let store_12 = predict_body("2018-01-01", 12, 1);
@@ -410,7 +403,7 @@ async fn a_store_only_the_new_model_knows_rechecks_the_manifest_at_most_once_an_
             let reply = answer(&app, post_predict(&store_12)).await;
             assert_eq!(reply.status, 422, "{}", reply.body);
         }
-        assert_eq!(app.client.pings(), 3 + interval);
+        assert_eq!(app.model.client.pings(), 3 + interval);
     }
 }
 
@@ -421,15 +414,15 @@ async fn health_learns_a_new_model_for_the_requests_that_follow() {
         Limits::default(),
     );
     assert_eq!(answer(&app, get("/v1/api/health")).await.status, 200);
-    app.client.route(Routing::Only(1));
+    app.model.client.route(Routing::Only(1));
     let health = answer(&app, get("/v1/api/health")).await;
     assert_eq!(health.body["model"]["version"], "v2");
-    let invocations = app.client.invocations.load(Ordering::SeqCst);
+    let invocations = app.model.client.invocations.load(Ordering::SeqCst);
     let reply = answer(&app, post_predict(&predict_body("2018-01-01", 11, 2))).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_one_version(&app, &reply, &[parse("2018-01-01", 11, 2)]);
     assert_eq!(
-        app.client.invocations.load(Ordering::SeqCst),
+        app.model.client.invocations.load(Ordering::SeqCst),
         invocations + 1,
         "one prediction, no ping"
     );
