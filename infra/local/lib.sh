@@ -1,7 +1,14 @@
-# Shared by `make dev` (stack.sh) and `make sam-local` (sam-local.sh): messages, the processes
-# a script started and their clean-up, port waits, the quick model and the local S3 server.
-# Sourced after `cd` to the repository root, with LOGS, DATA, MODEL_DIR, ROUNDS, BUCKET and
-# S3_PORT set.
+# Shared by `make dev` (stack.sh) and `make sam-local` (sam-local.sh): where things go, messages,
+# the processes a script started and their clean-up, port waits, the quick model and the local
+# S3 server. Sourced after `cd` to the repository root.
+
+S3_PORT=4566
+BUCKET=demand-models
+ROUNDS=${ROUNDS:-200}
+DATA=data/generated
+MODEL_DIR=data/models/demand
+LOGS=.local
+mkdir -p "$LOGS"
 
 say() { printf '==> %s\n' "$*" >&2; }
 

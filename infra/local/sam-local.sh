@@ -14,18 +14,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 ARCH=${SAM_LOCAL_ARCH:-arm64}
-# The ports infra/local/sam-env.json names.
-S3_PORT=4566
+# The ports infra/local/sam-env.json names (and S3 on lib.sh's 4566).
 LAMBDA_PORT=3001
 API_PORT=3000
-BUCKET=demand-models
-ROUNDS=${ROUNDS:-200}
-DATA=data/generated
-MODEL_DIR=data/models/demand
 BUILD_DIR=.aws-sam/local-$ARCH
-LOGS=.local
-mkdir -p "$LOGS"
-
 # shellcheck source=infra/local/lib.sh
 . infra/local/lib.sh
 

@@ -7,15 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-S3_PORT=4566
 LAMBDA_PORT=9000
-BUCKET=demand-models
-ROUNDS=${ROUNDS:-200}
-DATA=data/generated
-MODEL_DIR=data/models/demand
-LOGS=.local
-mkdir -p "$LOGS"
-
 # shellcheck source=infra/local/lib.sh
 . infra/local/lib.sh
 require_free 127.0.0.1 "$S3_PORT" "$LAMBDA_PORT"

@@ -144,19 +144,22 @@ impl ModelDir {
 
     /// Predictions for test rows, built with the same feature code the orchestrator uses.
     pub fn predict_rows(&self, rows: &[TestRow]) -> anyhow::Result<Vec<f64>> {
-        let x: Vec<f64> = rows
-            .iter()
-            .flat_map(|r| {
-                let request = ForecastRequest {
-                    date: r.date,
-                    store: r.store,
-                    item: r.item,
-                };
-                features::build_row(&self.features, &request)
-            })
-            .collect();
-        Ok(self.booster.predict(&x)?)
+        Ok(self.booster.predict(&test_matrix(&self.features, rows))?)
     }
+}
+
+/// The feature matrix (row-major) of test rows, built with the orchestrator's feature code.
+pub fn test_matrix(features: &[Feature], rows: &[TestRow]) -> Vec<f64> {
+    rows.iter()
+        .flat_map(|r| {
+            let request = ForecastRequest {
+                date: r.date,
+                store: r.store,
+                item: r.item,
+            };
+            features::build_row(features, &request)
+        })
+        .collect()
 }
 
 /// Writes a Kaggle submission (`id,sales`) for `rows`.
@@ -238,17 +241,7 @@ mod tests {
         let text = std::fs::read_to_string(out).unwrap();
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some("id,sales"));
-        let x: Vec<f64> = rows
-            .iter()
-            .flat_map(|r| {
-                let request = ForecastRequest {
-                    date: r.date,
-                    store: r.store,
-                    item: r.item,
-                };
-                features::build_row(&model.features, &request)
-            })
-            .collect();
+        let x = test_matrix(&model.features, &rows);
         let lightgbm =
             lightgbm3::Booster::from_file(dir.path().join("m").join(MODEL_FILE).to_str().unwrap())
                 .unwrap();
