@@ -381,8 +381,7 @@ async fn access_denied_is_reported_and_a_permitted_principal_recovers_on_its_nex
 }
 
 /// The local stack with a published model, the orchestrator reaching the model through a
-/// fault proxy, warm: a prediction was served through the proxy (`healthy`). Bind every field:
-/// the server and the directory stop when dropped.
+/// fault proxy, warm: a prediction was served through the proxy (`healthy`).
 struct ProxiedStack {
     work: tempfile::TempDir,
     _s3: LocalS3,
@@ -445,15 +444,8 @@ async fn proxied_stack(extra_env: &[(&'static str, &str)]) -> ProxiedStack {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_throttled_or_slow_model_maps_to_502_503_504_and_heals_on_the_next_request() {
-    let ProxiedStack {
-        work: _work,
-        _s3,
-        proxy,
-        env: _,
-        watch,
-        http,
-        healthy,
-    } = proxied_stack(&[]).await;
+    let stack = proxied_stack(&[]).await;
+    let (proxy, watch, http, healthy) = (stack.proxy, stack.watch, stack.http, stack.healthy);
 
     let openapi = watch.function_url("orchestrator", "/v1/api/openapi.json");
     for (fault, status) in [
@@ -507,16 +499,10 @@ async fn a_model_killed_mid_batch_is_a_documented_5xx_and_the_next_request_is_se
     // flight long enough to be killed in the middle of). `cargo lambda watch` never restarts
     // a function whose process died (Lambda replaces the execution environment): a second
     // emulator behind the proxy stands for the replacement, as in the rollout test.
-    let ProxiedStack {
-        work,
-        _s3,
-        proxy,
-        env,
-        watch,
-        http,
-        healthy,
-    } = proxied_stack(&[("BATCH_CHUNK_ROWS", "100"), ("BATCH_MAX_CONCURRENCY", "2")]).await;
-    let replacement = LambdaWatch::start_with(&env, work.path(), "replacement", &[]).unwrap();
+    let stack = proxied_stack(&[("BATCH_CHUNK_ROWS", "100"), ("BATCH_MAX_CONCURRENCY", "2")]).await;
+    let (proxy, watch, http, healthy) = (stack.proxy, stack.watch, stack.http, stack.healthy);
+    let replacement =
+        LambdaWatch::start_with(&stack.env, stack.work.path(), "replacement", &[]).unwrap();
 
     // WHEN a 10,000-row batch is in flight and the model process is killed (SIGKILL) after
     // ten of its invocations
