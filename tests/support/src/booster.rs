@@ -32,14 +32,12 @@ pub fn train(x: &[f64], y: &[f32], names: &[&str], parameters: &Value) -> String
 
 /// A 10-tree booster on `y = 3a + b` over a 20 x 20 grid, with features [`TINY_FEATURES`].
 pub fn tiny() -> String {
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    for a in 0..20 {
-        for b in 0..20 {
-            x.extend([f64::from(a), f64::from(b)]);
-            y.push((3 * a + b) as f32);
-        }
-    }
+    let grid: Vec<(u8, u8)> = (0..20).flat_map(|a| (0..20).map(move |b| (a, b))).collect();
+    let x: Vec<f64> = grid
+        .iter()
+        .flat_map(|&(a, b)| [f64::from(a), f64::from(b)])
+        .collect();
+    let y: Vec<f32> = grid.iter().map(|&(a, b)| f32::from(3 * a + b)).collect();
     let parameters = json!({"num_iterations": TINY_TREES, "objective": "regression", "verbosity": -1, "min_data_in_leaf": 5});
     train(&x, &y, &TINY_FEATURES, &parameters)
 }

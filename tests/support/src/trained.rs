@@ -13,7 +13,7 @@ pub fn small_history() -> GenerateConfig {
     GenerateConfig {
         stores: 3,
         items: 4,
-        train_end: NaiveDate::from_ymd_opt(2014, 12, 31).unwrap_or_default(),
+        train_end: NaiveDate::from_ymd_opt(2014, 12, 31).expect("a valid date"),
         test_days: 1,
         ..GenerateConfig::default()
     }
