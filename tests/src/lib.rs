@@ -429,14 +429,12 @@ pub fn train_small_model(
     dir: &Path,
     version: &str,
 ) -> anyhow::Result<trainer::train::TrainedModel> {
-    let data = trainer::generate::GenerateConfig {
-        stores: 3,
-        items: 4,
-        train_end: chrono::NaiveDate::from_ymd_opt(2014, 12, 31).context("a valid date")?,
-        test_days: 1,
-        ..trainer::generate::GenerateConfig::default()
-    };
-    train_model(dir, version, &data, &forecast::features::ORIGINAL_FEATURES)
+    train_model(
+        dir,
+        version,
+        &test_support::trained::small_history(),
+        &forecast::features::ORIGINAL_FEATURES,
+    )
 }
 
 /// Trains a 40-round model on `features` of data generated with `data` into `dir/model`,
@@ -447,15 +445,7 @@ pub fn train_model(
     data: &trainer::generate::GenerateConfig,
     features: &[forecast::Feature],
 ) -> anyhow::Result<trainer::train::TrainedModel> {
-    trainer::generate::generate(data, &dir.join("data"))?;
-    let history = trainer::data::read_sales_csv(&dir.join("data/train.csv"))?;
-    let config = trainer::train::TrainConfig {
-        version: version.to_owned(),
-        features: features.to_vec(),
-        ..trainer::train::TrainConfig::default()
-    }
-    .set("num_iterations", serde_json::json!(40));
-    trainer::train::train(&history, &config, &dir.join("model"))
+    test_support::trained::train_generated(dir, version, data, features, 40)
 }
 
 /// Uploads `model.txt`, then `manifest.json`, from `model_dir` to `location`, whatever the

@@ -27,23 +27,22 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// A model over the Kaggle domain (10 stores x 50 items), trained on one generated year.
 fn train_catalogue_model(dir: &Path, rounds: u32) -> trainer::train::TrainedModel {
-    use trainer::generate::{GenerateConfig, generate};
-    let data = GenerateConfig {
+    let data = trainer::generate::GenerateConfig {
         stores: 10,
         items: 50,
         train_start: chrono::NaiveDate::from_ymd_opt(2017, 1, 1).unwrap(),
         train_end: chrono::NaiveDate::from_ymd_opt(2017, 12, 31).unwrap(),
         test_days: 1,
-        ..GenerateConfig::default()
+        ..trainer::generate::GenerateConfig::default()
     };
-    generate(&data, &dir.join("data")).unwrap();
-    let history = trainer::data::read_sales_csv(&dir.join("data/train.csv")).unwrap();
-    let config = trainer::train::TrainConfig {
-        version: "batch-e2e".to_owned(),
-        ..trainer::train::TrainConfig::default()
-    }
-    .set("num_iterations", json!(rounds));
-    trainer::train::train(&history, &config, &dir.join("model")).unwrap()
+    test_support::trained::train_generated(
+        dir,
+        "batch-e2e",
+        &data,
+        &forecast::features::ORIGINAL_FEATURES,
+        rounds,
+    )
+    .unwrap()
 }
 
 /// The whole pipeline on 127.0.0.1: moto (S3 + Step Functions), the worker, the HTTP API.

@@ -380,8 +380,21 @@ async fn access_denied_is_reported_and_a_permitted_principal_recovers_on_its_nex
     assert_eq!(reply.status, 200, "{}\n{}", reply.text, watch.log_tail());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failing_throttled_or_slow_model_maps_to_502_503_504_and_heals_on_the_next_request() {
+/// The local stack with a published model, the orchestrator reaching the model through a
+/// fault proxy, warm: a prediction was served through the proxy (`healthy`).
+struct ProxiedStack {
+    work: tempfile::TempDir,
+    _s3: LocalS3,
+    proxy: FaultProxy,
+    /// The functions' environment.
+    env: Vec<(&'static str, String)>,
+    watch: LambdaWatch,
+    http: reqwest::Client,
+    healthy: Reply,
+}
+
+/// Starts a [`ProxiedStack`] whose functions also get `extra_env`.
+async fn proxied_stack(extra_env: &[(&'static str, &str)]) -> ProxiedStack {
     let work = tempfile::tempdir().unwrap();
     train_small_model(work.path(), "faults").unwrap();
     let s3 = LocalS3::start(work.path()).unwrap();
@@ -392,6 +405,11 @@ async fn a_failing_throttled_or_slow_model_maps_to_502_503_504_and_heals_on_the_
     // Short enough to test, long enough for a debug build's warm invocations.
     env.retain(|(key, _)| *key != "MODEL_INVOKE_TIMEOUT_MS");
     env.push(("MODEL_INVOKE_TIMEOUT_MS", "5000".to_owned()));
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(key, value)| (*key, (*value).to_owned())),
+    );
     let watch = LambdaWatch::start(&env, work.path()).unwrap();
     proxy.set_upstream(&watch.base_url);
     let http = http();
@@ -413,6 +431,21 @@ async fn a_failing_throttled_or_slow_model_maps_to_502_503_504_and_heals_on_the_
         healthy.text,
         watch.log_tail()
     );
+    ProxiedStack {
+        work,
+        _s3: s3,
+        proxy,
+        env,
+        watch,
+        http,
+        healthy,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_throttled_or_slow_model_maps_to_502_503_504_and_heals_on_the_next_request() {
+    let stack = proxied_stack(&[]).await;
+    let (proxy, watch, http, healthy) = (stack.proxy, stack.watch, stack.http, stack.healthy);
 
     let openapi = watch.function_url("orchestrator", "/v1/api/openapi.json");
     for (fault, status) in [
@@ -466,38 +499,10 @@ async fn a_model_killed_mid_batch_is_a_documented_5xx_and_the_next_request_is_se
     // flight long enough to be killed in the middle of). `cargo lambda watch` never restarts
     // a function whose process died (Lambda replaces the execution environment): a second
     // emulator behind the proxy stands for the replacement, as in the rollout test.
-    let work = tempfile::tempdir().unwrap();
-    train_small_model(work.path(), "faults").unwrap();
-    let s3 = LocalS3::start(work.path()).unwrap();
-    let location = publish(&s3, work.path()).await;
-    let proxy = FaultProxy::start().await.unwrap();
-    let mut env = stack_env(&s3.endpoint, &location);
-    env.retain(|(key, _)| *key != "MODEL_INVOKE_TIMEOUT_MS");
-    env.extend([
-        ("AWS_ENDPOINT_URL_LAMBDA", proxy.url.clone()),
-        ("MODEL_INVOKE_TIMEOUT_MS", "5000".to_owned()),
-        ("BATCH_CHUNK_ROWS", "100".to_owned()),
-        ("BATCH_MAX_CONCURRENCY", "2".to_owned()),
-    ]);
-    let watch = LambdaWatch::start(&env, work.path()).unwrap();
-    let replacement = LambdaWatch::start_with(&env, work.path(), "replacement", &[]).unwrap();
-    proxy.set_upstream(&watch.base_url);
-    let http = http();
-    let started = Instant::now();
-    let healthy = loop {
-        let reply = predict(&http, &watch).await;
-        if reply.status == 200 || started.elapsed() > Duration::from_secs(600) {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    assert_eq!(
-        healthy.status,
-        200,
-        "{}\n{}",
-        healthy.text,
-        watch.log_tail()
-    );
+    let stack = proxied_stack(&[("BATCH_CHUNK_ROWS", "100"), ("BATCH_MAX_CONCURRENCY", "2")]).await;
+    let (proxy, watch, http, healthy) = (stack.proxy, stack.watch, stack.http, stack.healthy);
+    let replacement =
+        LambdaWatch::start_with(&stack.env, stack.work.path(), "replacement", &[]).unwrap();
 
     // WHEN a 10,000-row batch is in flight and the model process is killed (SIGKILL) after
     // ten of its invocations

@@ -5,9 +5,6 @@
 // A failed setup step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../functions/model/tests/support/synthetic.rs"]
-mod synthetic;
-
 use std::sync::{Arc, OnceLock};
 
 use e2e::LocalS3;
@@ -17,7 +14,8 @@ use model::{
 };
 use model::{LoadedModel, load_model};
 use serde_json::json;
-use synthetic::FEATURES;
+use test_support::manifest::ManifestSpec;
+use test_support::{FEATURES, booster, payload, synthetic};
 
 const BUCKET: &str = "model-host-tests";
 const ROUNDS: u32 = 40;
@@ -25,15 +23,21 @@ const ROUNDS: u32 = 40;
 /// One booster for every test of this binary: 40 rounds on 4 stores x 5 items x 2 years.
 fn model_text() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
-    TEXT.get_or_init(|| synthetic::train(ROUNDS, 4, 5, 730))
+    TEXT.get_or_init(|| booster::sales(ROUNDS, 4, 5, 730))
 }
 
 fn manifest(text: &str) -> ModelManifest {
-    synthetic::manifest_for(text, "demand", "it", ROUNDS)
+    ManifestSpec::sales("demand", "it", ROUNDS).manifest_for(text)
 }
 
-async fn create_bucket(client: &aws_sdk_s3::Client) {
+/// A real S3 server (moto, with `env`) holding the test bucket, and a client of it; the
+/// temporary directory holds the server's log and must outlive it.
+async fn s3_with_bucket(env: &[(&str, &str)]) -> (tempfile::TempDir, LocalS3, aws_sdk_s3::Client) {
+    let logs = tempfile::tempdir().unwrap();
+    let s3 = LocalS3::start_with_env(logs.path(), env).unwrap();
+    let client = s3.client().await;
     client.create_bucket().bucket(BUCKET).send().await.unwrap();
+    (logs, s3, client)
 }
 
 /// Publishes `manifest.json` and `model.txt` under `models/demand/<version>/`.
@@ -103,10 +107,7 @@ fn records(rows: &[f64]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_published_booster_is_served_with_its_own_predictions_bit_for_bit() {
     // GIVEN a booster and its manifest published to a real local S3 server
-    let logs = tempfile::tempdir().unwrap();
-    let s3 = LocalS3::start(logs.path()).unwrap();
-    let client = s3.client().await;
-    create_bucket(&client).await;
+    let (_logs, _s3, client) = s3_with_bucket(&[]).await;
     let text = model_text();
     let location = publish(&client, "it", &manifest(text), text.as_bytes()).await;
 
@@ -118,7 +119,7 @@ async fn a_published_booster_is_served_with_its_own_predictions_bit_for_bit() {
     let rows = synthetic::query_rows(500);
     let batch = booster_predictions(&rows, false);
     assert_eq!(
-        served(host.invoke(&synthetic::dataframe_split(&rows)).await),
+        served(host.invoke(&payload::dataframe_split(&rows)).await),
         batch
     );
     assert_eq!(served(host.invoke(&records(&rows)).await), batch);
@@ -156,10 +157,7 @@ async fn a_published_booster_is_served_with_its_own_predictions_bit_for_bit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_invocations_answer_what_sequential_ones_do() {
-    let logs = tempfile::tempdir().unwrap();
-    let s3 = LocalS3::start(logs.path()).unwrap();
-    let client = s3.client().await;
-    create_bucket(&client).await;
+    let (_logs, _s3, client) = s3_with_bucket(&[]).await;
     let text = model_text();
     let location = publish(&client, "it", &manifest(text), text.as_bytes()).await;
     let host = Arc::new(ModelHost::start(S3ObjectStore::new(client), location, 10_000).await);
@@ -168,9 +166,9 @@ async fn concurrent_invocations_answer_what_sequential_ones_do() {
     let payloads: Vec<String> = (0..16)
         .map(|i| {
             if i % 2 == 0 {
-                synthetic::dataframe_split(&rows[i * 5..(i + 1) * 5])
+                payload::dataframe_split(&rows[i * 5..(i + 1) * 5])
             } else {
-                synthetic::dataframe_split(&rows[..(i * 4) * 5])
+                payload::dataframe_split(&rows[..(i * 4) * 5])
             }
         })
         .collect();
@@ -220,10 +218,7 @@ async fn load(client: &aws_sdk_s3::Client, location: &ModelLocation) -> InitErro
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_cold_start_failure_is_distinct_and_names_the_object() {
-    let logs = tempfile::tempdir().unwrap();
-    let s3 = LocalS3::start(logs.path()).unwrap();
-    let client = s3.client().await;
-    create_bucket(&client).await;
+    let (_logs, _s3, client) = s3_with_bucket(&[]).await;
     let text = model_text();
 
     // No such bucket
@@ -316,11 +311,7 @@ async fn each_cold_start_failure_is_distinct_and_names_the_object() {
 #[tokio::test(flavor = "multi_thread")]
 async fn access_denied_and_rejected_credentials_are_told_apart() {
     // moto checks IAM once its first 5 requests (bucket, two objects, user, key) are spent.
-    let logs = tempfile::tempdir().unwrap();
-    let s3 =
-        LocalS3::start_with_env(logs.path(), &[("INITIAL_NO_AUTH_ACTION_COUNT", "5")]).unwrap();
-    let admin = s3.client().await;
-    create_bucket(&admin).await;
+    let (_logs, s3, admin) = s3_with_bucket(&[("INITIAL_NO_AUTH_ACTION_COUNT", "5")]).await;
     let text = model_text();
     let location = publish(&admin, "it", &manifest(text), text.as_bytes()).await;
     let (key_id, secret) = s3

@@ -1,5 +1,6 @@
 //! A small real model for the unit tests: trained once per test binary with the trainer on
-//! generated data (3 stores x 4 items x 2 years), loaded through `model::load_model`.
+//! the shared small generated history (3 stores x 4 items x 2 years, 20 rounds), loaded
+//! through `model::load_model`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -12,21 +13,14 @@ fn model_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let data = trainer::generate::GenerateConfig {
-            stores: 3,
-            items: 4,
-            train_end: chrono::NaiveDate::from_ymd_opt(2014, 12, 31).unwrap(),
-            test_days: 1,
-            ..trainer::generate::GenerateConfig::default()
-        };
-        trainer::generate::generate(&data, &dir.join("data")).unwrap();
-        let history = trainer::data::read_sales_csv(&dir.join("data/train.csv")).unwrap();
-        let config = trainer::train::TrainConfig {
-            version: "unit".to_owned(),
-            ..trainer::train::TrainConfig::default()
-        }
-        .set("num_iterations", serde_json::json!(20));
-        trainer::train::train(&history, &config, &dir.join("model")).unwrap();
+        test_support::trained::train_generated(
+            &dir,
+            "unit",
+            &test_support::trained::small_history(),
+            &forecast::features::ORIGINAL_FEATURES,
+            20,
+        )
+        .unwrap();
         dir.join("model")
     })
 }

@@ -12,9 +12,6 @@
 // A failed setup step is a failed benchmark.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../tests/support/synthetic.rs"]
-mod synthetic;
-
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,7 +23,8 @@ use forecast::wire::{ModelIdentity, PredictionsResponse};
 use model::decode::ModelInvocation;
 use model::{LoadedModel, LocalFileStore, handle_json, load_model};
 use serde_json::value::RawValue;
-use synthetic::FEATURES;
+use test_support::manifest::{ManifestSpec, write_model_dir};
+use test_support::{FEATURES, booster, payload, synthetic};
 
 const ROUNDS: u32 = 3000;
 const MAX_ROWS: usize = 50_000;
@@ -40,30 +38,18 @@ fn model_dir() -> PathBuf {
             return dir;
         }
         let text = std::fs::read_to_string(dir.join("model.txt")).unwrap();
-        let manifest = synthetic::manifest_for(&text, "bench", "external", ROUNDS);
+        let manifest = ManifestSpec::sales("bench", "external", ROUNDS).manifest_for(&text);
         let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("model-bench-external");
-        std::fs::create_dir_all(&work).unwrap();
-        std::fs::write(work.join("model.txt"), &text).unwrap();
-        std::fs::write(
-            work.join("manifest.json"),
-            serde_json::to_vec(&manifest).unwrap(),
-        )
-        .unwrap();
+        write_model_dir(&work, &text, &manifest);
         return work;
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("model-bench-{ROUNDS}"));
     if !dir.join("manifest.json").exists() {
         eprintln!("training a {ROUNDS}-round booster for the benchmark (once)...");
         // 10 stores x 50 items x 2 years, like the Kaggle data over a shorter span.
-        let text = synthetic::train(ROUNDS, 10, 50, 730);
-        let manifest = synthetic::manifest_for(&text, "bench", "synthetic", ROUNDS);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("model.txt"), &text).unwrap();
-        std::fs::write(
-            dir.join("manifest.json"),
-            serde_json::to_vec(&manifest).unwrap(),
-        )
-        .unwrap();
+        let text = booster::sales(ROUNDS, 10, 50, 730);
+        let manifest = ManifestSpec::sales("bench", "synthetic", ROUNDS).manifest_for(&text);
+        write_model_dir(&dir, &text, &manifest);
     }
     dir
 }
@@ -150,7 +136,7 @@ fn benches(c: &mut Criterion) {
     );
     for rows in [1usize, 100] {
         let values = synthetic::query_rows(rows);
-        let plain = synthetic::dataframe_split(&values);
+        let plain = payload::dataframe_split(&values);
         let mut asked: serde_json::Value = serde_json::from_str(&plain).unwrap();
         asked["params"] = serde_json::json!({"quantiles": [0.1, 0.5, 0.9]});
         let asked = asked.to_string().into_bytes();
@@ -189,7 +175,7 @@ fn benches(c: &mut Criterion) {
 
     for rows in [1usize, 100, 10_000] {
         let values = synthetic::query_rows(rows);
-        let body = synthetic::dataframe_split(&values).into_bytes();
+        let body = payload::dataframe_split(&values).into_bytes();
         // The handler must answer exactly what the raw call answers.
         let served: serde_json::Value =
             serde_json::from_slice(&handler_path(&model, &body)).unwrap();

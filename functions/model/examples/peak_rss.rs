@@ -17,13 +17,12 @@
     clippy::panic
 )]
 
-#[path = "../tests/support/synthetic.rs"]
-mod synthetic;
-
 use std::path::Path;
 
 use model::config::MODEL_URI_VAR;
 use model::{ConfiguredStore, ModelConfig, ModelHost, ModelResponse};
+use test_support::manifest::{ManifestSpec, write_model_dir};
+use test_support::{booster, payload, synthetic};
 
 /// A `kB` field of `/proc/self/status`, in MiB.
 fn status_mib(field: &str) -> f64 {
@@ -51,15 +50,9 @@ fn report(stage: &str) {
 
 fn write_model(dir: &Path) {
     let rounds = 3000;
-    let text = synthetic::train(rounds, 10, 50, 730);
-    let manifest = synthetic::manifest_for(&text, "demand", "synthetic", rounds);
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("model.txt"), &text).unwrap();
-    std::fs::write(
-        dir.join("manifest.json"),
-        serde_json::to_vec_pretty(&manifest).unwrap(),
-    )
-    .unwrap();
+    let text = booster::sales(rounds, 10, 50, 730);
+    let manifest = ManifestSpec::sales("demand", "synthetic", rounds).manifest_for(&text);
+    write_model_dir(dir, &text, &manifest);
     println!(
         "wrote a {rounds}-round booster ({} bytes) to {}",
         text.len(),
@@ -103,8 +96,8 @@ async fn main() {
     for rows in [1, 100, 10_000, config.max_rows] {
         let values = synthetic::query_rows(rows);
         for (form, payload) in [
-            ("dataframe_split", synthetic::dataframe_split(&values)),
-            ("dataframe_records", synthetic::dataframe_records(&values)),
+            ("dataframe_split", payload::dataframe_split(&values)),
+            ("dataframe_records", payload::dataframe_records(&values)),
         ] {
             report(&format!("{rows} rows as {form}: payload built"));
             let answer = host.invoke(&payload).await.unwrap();

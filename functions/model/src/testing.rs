@@ -1,72 +1,21 @@
-//! Test support: a tiny real booster and an in-memory object store.
+//! Test support: the shared tiny booster and its manifest, and in-memory object stores.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use forecast::ModelManifest;
-use forecast::manifest::{RowCounts, TrainingDomain};
-use lightgbm3::{Booster, Dataset};
-use serde_json::json;
-
-use forecast::ModelLocation;
+use forecast::{ModelLocation, ModelManifest};
+use test_support::manifest::ManifestSpec;
 
 use crate::error::FetchErrorKind;
 use crate::loader::{FetchFailure, ObjectStore, StoredObject};
 
-/// Trains a 10-tree booster on `y = 3a + b` with features `a, b` and returns its text.
-pub(crate) fn tiny_model_text() -> String {
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    for a in 0..20 {
-        for b in 0..20 {
-            x.extend([f64::from(a), f64::from(b)]);
-            y.push((3 * a + b) as f32);
-        }
-    }
-    let mut dataset = Dataset::from_slice(&x, &y, 2, true).unwrap();
-    dataset
-        .set_feature_names(&["a".to_owned(), "b".to_owned()])
-        .unwrap();
-    let params = json!({"num_iterations": 10, "objective": "regression", "verbosity": -1, "min_data_in_leaf": 5});
-    Booster::train(dataset, &params)
-        .unwrap()
-        .save_string()
-        .unwrap()
-}
+/// The tiny booster of the shared test support (10 trees on `y = 3a + b`, features `a, b`).
+pub(crate) use test_support::booster::tiny as tiny_model_text;
 
-/// A manifest matching `model_text`, with check rows LightGBM scored (none when the text is
-/// not a model LightGBM loads).
+/// A manifest matching `model_text` as the tiny booster's, with check rows LightGBM scored
+/// (none when the text is not a model LightGBM loads).
 pub(crate) fn manifest_for(model_text: &str) -> ModelManifest {
-    ModelManifest {
-        format_version: forecast::manifest::MANIFEST_FORMAT_VERSION,
-        name: "tiny".into(),
-        version: "t1".into(),
-        features: vec!["a".into(), "b".into()],
-        objective: "regression".into(),
-        parameters: serde_json::Map::new(),
-        split: "none".into(),
-        metrics: Default::default(),
-        trained_at: "2026-01-01T00:00:00Z".into(),
-        training_data_sha256: "00".into(),
-        model_sha256: forecast::artifact::sha256_hex(model_text.as_bytes()),
-        num_trees: 10,
-        domain: TrainingDomain {
-            stores: vec![],
-            items: vec![],
-            date_min: String::new(),
-            date_max: String::new(),
-        },
-        rows: RowCounts {
-            total: 400,
-            fit: 400,
-            validation: 0,
-        },
-        tool_versions: Default::default(),
-        check_rows: trainer::train::check_rows(model_text, &[1.0, 1.0]).unwrap_or_default(),
-        distribution: None,
-        point: Default::default(),
-        backtest: None,
-    }
+    ManifestSpec::tiny().manifest_for(model_text)
 }
 
 /// An object store holding objects in memory, keyed by `bucket/key`.
