@@ -530,6 +530,34 @@ pub fn batch_definition(function: &str, max_concurrency: u32) -> anyhow::Result<
         .replace("${MaxConcurrency}", &max_concurrency.to_string()))
 }
 
+/// POSTs `body` (JSON) to `url` through `cargo lambda watch` and answers the service's status
+/// and body. The emulator now and then answers a request with its own 500 before the function
+/// sees it (no `x-request-id`, nothing in the handler's log); only that answer is retried, up
+/// to five times. Any answer of the service's own is returned as it is.
+pub async fn post_to_service(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, String)> {
+    for _ in 0..5 {
+        let response = http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let ours = response.headers().contains_key("x-request-id");
+        let text = response.text().await?;
+        if ours || status != 500 {
+            return Ok((status, text));
+        }
+        eprintln!("the emulator answered {url} with its own {status}; retrying: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the emulator answered {url} with its own 500 five times")
+}
+
 /// A whole number from the environment variable `name`, or `default`.
 pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

@@ -184,17 +184,9 @@ impl Pipeline {
                 .iter()
                 .map(|(date, store, item)| json!({"date": date, "store": store, "item": item}))
                 .collect::<Vec<_>>()});
-            let answer: Value = self
-                .http
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let (status, text) = e2e::post_to_service(&self.http, &url, &body).await.unwrap();
+            assert_eq!(status, 200, "{text}");
+            let answer: Value = serde_json::from_str(&text).unwrap();
             let predictions = answer["predictions"]
                 .as_array()
                 .unwrap_or_else(|| panic!("{answer}"));

@@ -105,8 +105,9 @@ pub(super) fn parse(text: &str) -> Result<TextModel, ModelTextError> {
     stream.finish()
 }
 
-/// Bytes of whole trees gathered before they are read, in parallel: about 330 trees of the
-/// service's 3000-tree model (9 MB). Small enough that a text arriving over the network is
+/// Bytes of whole trees gathered before they are read, in parallel: about 600 trees of the
+/// service's 3000-tree model as published (5.2 MB; 330 with LightGBM's training statistics
+/// left in, 9.4 MB). Small enough that a text arriving over the network is
 /// read while the rest is still on its way and is never held whole; large enough that waking
 /// the thread pool is rare (256 KiB batches cost ~10 ms more of a cold start on two busy
 /// cores).
