@@ -12,16 +12,22 @@ mkdir -p "$LOGS"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-# Process groups started with setsid, stopped last first on exit (SAM removes its containers
-# on SIGTERM, before the dockerd a script may have started goes).
+# Process groups started with setsid, stopped last first on exit; an entry that is not a pid
+# names a function to call at that point of the teardown (sam-local.sh sweeps the containers
+# SAM left, after SAM stops and before the dockerd it may have started goes).
 pids=()
 stop_all() {
     trap - EXIT INT TERM
     local i pid
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
         pid=${pids[$i]}
+        if ! [[ $pid =~ ^[0-9]+$ ]]; then
+            "$pid" || true
+            continue
+        fi
+        # A minute's grace: SAM stops and removes its warm containers one by one on SIGTERM.
         kill -TERM -- "-$pid" 2>/dev/null || true
-        for _ in $(seq 150); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 600); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL -- "-$pid" 2>/dev/null || true
     done
     say "stopped"

@@ -9,7 +9,7 @@
 #   5. `sam local start-lambda` (the model function, on the bridge address: the orchestrator's
 #      container invokes it there) and `sam local start-api` on 127.0.0.1:3000, warm containers;
 #   6. prints a working curl line, and stops everything it started (dockerd only if it started
-#      it) on exit.
+#      it) on exit, removing any Lambda container SAM left behind.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -30,6 +30,20 @@ if ! docker info >/dev/null 2>&1; then
     for _ in $(seq 600); do docker info >/dev/null 2>&1 && break; sleep 0.1; done
     docker info >/dev/null 2>&1 || { say "dockerd did not answer within 60 s"; tail -n 20 "$LOGS/dockerd.log" >&2; exit 1; }
 fi
+# SAM removes its warm containers when it stops, but once left one behind (a Lambda container
+# still there after SAM exited): the teardown removes every Lambda container that was not
+# there before this script, after SAM has stopped.
+lambda_containers() { docker ps --all --quiet --filter label=sam.cli.container.type=lambda | sort; }
+containers_before=$(lambda_containers)
+sweep_sam_containers() {
+    local left
+    left=$(comm -13 <(echo "$containers_before") <(lambda_containers))
+    [ -z "$left" ] && return 0
+    say "removing Lambda containers SAM left: $(echo $left)"
+    # shellcheck disable=SC2086 # one id per word
+    docker rm --force $left >/dev/null
+}
+pids+=(sweep_sam_containers)
 # The address of the default bridge on this host: what host.docker.internal resolves to in the
 # containers (--add-host host.docker.internal:host-gateway).
 # The engine reports no Gateway for it on some versions: then it is the subnet's first address.

@@ -80,6 +80,8 @@ fn wait_for_address(addr: SocketAddr, child: &mut Child, timeout: Duration) -> a
 struct ProcessGroup {
     child: Child,
     name: &'static str,
+    /// How long the group has between SIGTERM and SIGKILL.
+    grace: Duration,
 }
 
 impl ProcessGroup {
@@ -92,22 +94,37 @@ impl ProcessGroup {
             .process_group(0)
             .spawn()
             .with_context(|| format!("starting {name}; run `make deps` to install it"))?;
-        Ok(Self { child, name })
+        Ok(Self {
+            child,
+            name,
+            grace: Duration::from_secs(10),
+        })
+    }
+
+    /// A longer time between SIGTERM and SIGKILL, for a process that cleans up on SIGTERM.
+    fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
     }
 }
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         let group = format!("-{}", self.child.id());
-        for signal in ["-TERM", "-KILL"] {
+        for (signal, wait) in [("-TERM", self.grace), ("-KILL", Duration::from_secs(10))] {
             let _ = Command::new("kill").args([signal, "--", &group]).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + wait;
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            eprintln!(
+                "warning: {} (pid {}) still ran {wait:?} after {signal}",
+                self.name,
+                self.child.id()
+            );
         }
         eprintln!(
             "warning: {} (pid {}) did not stop",

@@ -84,7 +84,9 @@ impl DockerEngine {
                 "dockerd",
                 Command::new("dockerd").arg("--userland-proxy=false"),
                 &log_dir.join("dockerd.log"),
-            )?;
+            )?
+            // dockerd stops its containers before it exits.
+            .with_grace(Duration::from_secs(60));
             let deadline = Instant::now() + Duration::from_secs(60);
             while !docker_answers() {
                 if let Some(status) = process.child.try_wait()? {
@@ -157,11 +159,13 @@ pub fn prepare(arch: &str, log_dir: &Path) -> anyhow::Result<Prepared> {
     })
 }
 
-/// Ids of the running containers `sam local` started for functions, on this engine.
+/// Ids (short form) of the containers, in any state, labelled as `sam local`'s function
+/// containers on this engine.
 pub fn lambda_containers() -> anyhow::Result<Vec<String>> {
     let output = Command::new("docker")
         .args([
             "ps",
+            "--all",
             "--quiet",
             "--filter",
             "label=sam.cli.container.type=lambda",
@@ -175,10 +179,9 @@ pub fn lambda_containers() -> anyhow::Result<Vec<String>> {
     Ok(ids)
 }
 
-/// Waits up to `timeout` for the running Lambda containers to be `expected` again (SAM stops
-/// its warm containers while it shuts down, which can outlast its own exit by a few seconds
-/// on a busy machine), and answers the last list seen. Whatever is left over then is removed,
-/// so a failing test does not leak containers either.
+/// Waits up to `timeout` for the Lambda containers to be `expected` (SAM stops its warm
+/// containers while it shuts down, which can outlast its own exit by a few seconds on a busy
+/// machine), and answers the last list seen.
 pub fn wait_for_lambda_containers(
     expected: &[String],
     timeout: Duration,
@@ -187,18 +190,64 @@ pub fn wait_for_lambda_containers(
     loop {
         let now = lambda_containers()?;
         if now == expected || Instant::now() >= deadline {
-            let leftover: Vec<&String> = now.iter().filter(|id| !expected.contains(id)).collect();
-            if !leftover.is_empty() {
-                let _ = Command::new("docker")
-                    .arg("rm")
-                    .arg("--force")
-                    .args(&leftover)
-                    .output();
-            }
             return Ok(now);
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Removes every Lambda container not in `keep` (what SAM left behind; `make sam-local` does
+/// the same when it stops) and answers what it removed, after printing what each was.
+pub fn remove_lambda_containers_except(keep: &[String]) -> anyhow::Result<Vec<String>> {
+    let left: Vec<String> = lambda_containers()?
+        .into_iter()
+        .filter(|id| !keep.contains(id))
+        .collect();
+    if left.is_empty() {
+        return Ok(left);
+    }
+    let inspect = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{.Name}} {{.Config.Image}} created {{.Created}} {{.State.Status}} \
+             labels {{json .Config.Labels}}",
+        ])
+        .args(&left)
+        .output()?;
+    eprintln!(
+        "removing Lambda containers: {}",
+        String::from_utf8_lossy(&inspect.stdout)
+    );
+    let status = Command::new("docker")
+        .args(["rm", "--force"])
+        .args(&left)
+        .status()?;
+    if !status.success() {
+        bail!("docker rm --force {left:?}: {status}");
+    }
+    Ok(left)
+}
+
+/// Creates (without starting) a container labelled as a `sam local` function container, from
+/// the local base image of `arch`: what a container SAM left behind looks like to the sweep.
+/// Answers its short id.
+pub fn create_stray_lambda_container(arch: &str) -> anyhow::Result<String> {
+    let output = Command::new("docker")
+        .args([
+            "create",
+            "--label",
+            "sam.cli.container.type=lambda",
+            &format!("public.ecr.aws/lambda/provided:al2023-{arch}"),
+            // Never started: any command does (the image has none of its own).
+            "true",
+        ])
+        .output()?;
+    if !output.status.success() {
+        bail!("docker create: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    Ok(id.chars().take(12).collect())
 }
 
 /// What every `sam local` command of a test shares.
@@ -257,7 +306,7 @@ impl SamConfig {
 }
 
 /// The last 40 lines of a log file.
-fn tail_of(log: &Path) -> String {
+pub fn tail_of(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
@@ -307,7 +356,11 @@ impl SamLocal {
             .args(["--port", &addr.port().to_string()]);
         let mut attempt = 1;
         loop {
-            let mut process = ProcessGroup::spawn("sam local", &mut command, &log)?;
+            // SAM stops and removes its warm containers on SIGTERM, one after the other, each
+            // given 3 s to stop: on a busy machine that outlasts a 10 s grace (a container was
+            // left behind once when SAM was killed part way), so SAM gets a minute.
+            let mut process = ProcessGroup::spawn("sam local", &mut command, &log)?
+                .with_grace(Duration::from_secs(60));
             // Warm containers start (and their image is built, once) before SAM listens.
             match wait_for_address(addr, &mut process.child, Duration::from_secs(300)) {
                 Ok(()) => {
