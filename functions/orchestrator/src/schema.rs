@@ -18,6 +18,27 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::decode::{MAX_BATCH_INSTANCES, MAX_FORECAST_DAYS};
 use crate::routes::{Handler, ROUTES};
 
+/// A request body with the fields that choose what a prediction answers (`quantiles`, `point`)
+/// after its own: `PredictRequest` and `BatchRequest` take the same two, written once here so
+/// that their documentation cannot drift apart.
+macro_rules! with_answer_options {
+    ($(#[$meta:meta])* pub struct $name:ident { $($fields:tt)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($fields)*
+            /// Quantile levels to answer beside `sales` (`true` for 0.1, 0.5, 0.9).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            #[schema(schema_with = quantile_levels_ref)]
+            pub quantiles: Option<Vec<f64>>,
+            /// Which point `sales` is: `mean` (default) or `smape`.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            #[schema(schema_with = point_ref)]
+            pub point: Option<String>,
+        }
+    };
+}
+
+with_answer_options! {
 /// `POST /v1/api/predict`: one store, one item, one day.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"date": "2018-01-01", "store": 1, "item": 1}))]
@@ -31,14 +52,7 @@ pub struct PredictRequest {
     /// Item id; must be one the model was trained on (422 names the known range).
     #[schema(minimum = 1, maximum = 1_000_000)]
     pub item: u32,
-    /// Quantile levels to answer beside `sales` (`true` for 0.1, 0.5, 0.9).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = quantile_levels_ref)]
-    pub quantiles: Option<Vec<f64>>,
-    /// Which point `sales` is: `mean` (default) or `smape`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = point_ref)]
-    pub point: Option<String>,
+}
 }
 
 /// The expected unit sales for one request.
@@ -64,20 +78,14 @@ fn point_ref() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     utoipa::openapi::Ref::from_schema_name("Point").into()
 }
 
+with_answer_options! {
 /// `POST /v1/api/predict/batch`: up to 10,000 instances, answered in request order.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BatchRequest {
     /// The requests, each `{date, store, item}`.
     #[schema(min_items = 1, max_items = 10_000)]
     pub instances: Vec<PredictRequest>,
-    /// Quantile levels to answer beside each `sales` (`true` for 0.1, 0.5, 0.9).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = quantile_levels_ref)]
-    pub quantiles: Option<Vec<f64>>,
-    /// Which point each `sales` is: `mean` (default) or `smape`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = point_ref)]
-    pub point: Option<String>,
+}
 }
 
 /// One answered instance of a batch.
