@@ -46,25 +46,32 @@ impl FetchFailure {
     }
 }
 
+/// What fetching from a store answers.
+pub type Fetched<T> = Result<T, FetchFailure>;
+
+/// An object's ETag, when the store has such a thing.
+pub type ETag = Option<String>;
+
+/// What a streamed object's chunks are handed to, in order.
+pub trait Sink: FnMut(Bytes) + Send {}
+
+impl<F: FnMut(Bytes) + Send> Sink for F {}
+
 /// Read access to an object store: S3 ([`S3ObjectStore`]) or a local directory
 /// ([`LocalFileStore`]).
 pub trait ObjectStore: Send + Sync {
     /// Fetches the whole object `key` from `bucket`.
-    fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> impl Future<Output = Result<StoredObject, FetchFailure>> + Send;
+    fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Fetched<StoredObject>> + Send;
 
     /// Fetches the object `key` from `bucket` chunk by chunk, handing each chunk to `sink`
     /// as it arrives, and answers its ETag. A store that cannot stream hands over the whole
     /// object at once.
-    fn stream<F: FnMut(Bytes) + Send>(
+    fn stream(
         &self,
         bucket: &str,
         key: &str,
-        mut sink: F,
-    ) -> impl Future<Output = Result<Option<String>, FetchFailure>> + Send {
+        mut sink: impl Sink,
+    ) -> impl Future<Output = Fetched<ETag>> + Send {
         async move {
             let object = self.get(bucket, key).await?;
             sink(object.bytes);
@@ -111,12 +118,7 @@ impl ObjectStore for S3ObjectStore {
         })
     }
 
-    async fn stream<F: FnMut(Bytes) + Send>(
-        &self,
-        bucket: &str,
-        key: &str,
-        mut sink: F,
-    ) -> Result<Option<String>, FetchFailure> {
+    async fn stream(&self, bucket: &str, key: &str, mut sink: impl Sink) -> Fetched<ETag> {
         let output = self
             .client
             .get_object()
@@ -273,12 +275,7 @@ impl ObjectStore for ConfiguredStore {
         }
     }
 
-    async fn stream<F: FnMut(Bytes) + Send>(
-        &self,
-        bucket: &str,
-        key: &str,
-        sink: F,
-    ) -> Result<Option<String>, FetchFailure> {
+    async fn stream(&self, bucket: &str, key: &str, sink: impl Sink) -> Fetched<ETag> {
         match self {
             Self::S3(store) => store.stream(bucket, key, sink).await,
             Self::LocalFile(store) => store.stream(bucket, key, sink).await,

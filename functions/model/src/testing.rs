@@ -7,7 +7,7 @@ use forecast::{ModelLocation, ModelManifest};
 use test_support::manifest::ManifestSpec;
 
 use crate::error::FetchErrorKind;
-use crate::loader::{FetchFailure, ObjectStore, StoredObject};
+use crate::loader::{ETag, FetchFailure, Fetched, ObjectStore, Sink, StoredObject};
 
 /// The tiny booster of the shared test support (10 trees on `y = 3a + b`, features `a, b`).
 pub(crate) use test_support::booster::tiny as tiny_model_text;
@@ -53,12 +53,7 @@ impl ObjectStore for ChunkedStore {
         self.0.get(bucket, key).await
     }
 
-    async fn stream<F: FnMut(Bytes) + Send>(
-        &self,
-        bucket: &str,
-        key: &str,
-        mut sink: F,
-    ) -> Result<Option<String>, FetchFailure> {
+    async fn stream(&self, bucket: &str, key: &str, mut sink: impl Sink) -> Fetched<ETag> {
         let object = self.0.get(bucket, key).await?;
         let size = self.1.max(1);
         for start in (0..object.bytes.len()).step_by(size) {
