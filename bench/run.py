@@ -81,7 +81,7 @@ from pathlib import Path
 from harness.http_client import Http, post_once
 from harness.lambda_emulator import MiniLambda
 from harness.load import run_oha
-from harness.payloads import apigw_event, batch_rows, feature_row, predict_bodies, split_payload
+from harness.payloads import apigw_event, batch_requests, model_rows, predict_bodies, split_payload
 from harness.procs import Procs, free_port, log, proc_cmdline, proc_exe_name, proc_mem_kib, record_command, session_pids, wait_port
 from harness.report import COMMANDS, GOALS, OUR_MEMORY_MB, PEER, PRICE_GB_S, PRICE_HTTP_API_REQUEST, PRICE_LAMBDA_REQUEST, ROOT, VENV, fmt_bytes, fmt_s, portable, summary, verdict
 
@@ -194,7 +194,10 @@ class Bench:
         self.bodies = bodies
         self.bodies_file = self.work / "predict-bodies.txt"
         self.bodies_file.write_text("".join(json.dumps(b) + "\n" for b in bodies))
-        self.row_payloads = [split_payload([feature_row(b)]) for b in bodies]
+        columns, self.body_rows = model_rows(a.demand_bin, a.model_dir, bodies, self.work, "predict-bodies")
+        self.row_payloads = [split_payload(columns, [row]) for row in self.body_rows]
+        self.batch_columns, self.batch_rows = model_rows(a.demand_bin, a.model_dir, batch_requests(),
+                                                         self.work, "batch")
         self.rows_file = self.work / "row-bodies.txt"
         self.rows_file.write_text("".join(p.decode() + "\n" for p in self.row_payloads))
 
@@ -227,7 +230,7 @@ class Bench:
                 raise RuntimeError(f"model answered an error: {first.result[:300]!r}")
             cold_ms = (first.t_in - t0) / 1e6
             got = json.loads(first.result)["predictions"][0]
-            want = float(self.expected([feature_row(self.bodies[0])])[0])
+            want = float(self.expected([self.body_rows[0]])[0])
             if got != want:
                 self.notes.append(f"model prediction {got!r} != lightgbm {want!r}")
             mem_after_load = proc_mem_kib(proc.pid)
@@ -326,7 +329,7 @@ class Bench:
                 status, data, took = post_once(port, "/invocations", body, timeout=30)
                 if status == 200:
                     got = json.loads(data)["predictions"][0]
-                    want = float(self.expected([feature_row(self.bodies[0])])[0])
+                    want = float(self.expected([self.body_rows[0]])[0])
                     if got != want:
                         self.notes.append(f"MLflow prediction {got!r} != lightgbm {want!r}")
                     return (time.perf_counter_ns() - t0) / 1e9, took
@@ -425,7 +428,7 @@ class Bench:
                 raise RuntimeError(f"our stack did not answer a prediction:\n{self.procs.log_tail('watch')}")
             time.sleep(0.2)
         got = json.loads(data)["sales"]
-        want = float(self.expected([feature_row(self.bodies[0])])[0])
+        want = float(self.expected([self.body_rows[0]])[0])
         if got != want:
             self.notes.append(f"our stack answered {got!r}, lightgbm {want!r}")
 
@@ -445,7 +448,7 @@ class Bench:
         if status != 200:
             raise RuntimeError(f"peer orchestrator answered {status}: {data[:200]!r}")
         got = json.loads(data)["sales"]
-        want = float(self.expected([feature_row(self.bodies[0])])[0])
+        want = float(self.expected([self.body_rows[0]])[0])
         if got != want:
             self.notes.append(f"peer stack answered {got!r}, lightgbm {want!r}")
 
@@ -457,8 +460,8 @@ class Bench:
         peer_predict = f"http://127.0.0.1:{self.fastapi_port}/v1/api/predict"
         ours_model = f"{self.watch_url}/2015-03-31/functions/model/invocations"
         peer_model = f"http://127.0.0.1:{self.mlflow_port}/invocations"
-        rows = batch_rows()
-        batch_body = split_payload(rows)
+        rows = self.batch_rows
+        batch_body = split_payload(self.batch_columns, rows)
         want = self.expected(rows)
         for rep in range(self.reps):
             log(f"HTTP {rep + 1}/{self.reps}: 1 client, {self.lat_requests} requests")
@@ -936,7 +939,7 @@ print(json.dumps(res))
         if R.get("ours_batch_maxdiff"):
             d = max(R["ours_batch_maxdiff"] + R.get("peer_batch_maxdiff", []))
             n.append(f"- The 45,000-row batch (10 stores x 50 items x 90 days, `dataframe_split`, "
-                     f"{len(split_payload(batch_rows())) / 1e6:.2f} MB of JSON) is one HTTP request to each model "
+                     f"{len(split_payload(self.batch_columns, self.batch_rows)) / 1e6:.2f} MB of JSON) is one HTTP request to each model "
                      f"service (ours: the emulator's Invoke API; peer: MLflow `/invocations`), timed by the client "
                      f"from sending to the whole answer read. Both answers vs Python lightgbm: max abs difference "
                      f"{d:.3g}. Our booster predicts on one thread (LightGBM is built without OpenMP here); "

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 import uuid
+from pathlib import Path
 
-from harness.report import COLUMNS
+from harness.procs import record_command
 
 
 def domain(manifest: dict) -> tuple[list[int], list[int]]:
@@ -23,19 +25,31 @@ def predict_bodies(manifest: dict, n: int) -> list[dict]:
             for i in range(n)]
 
 
-def feature_row(req: dict) -> list[int]:
-    d = dt.date.fromisoformat(req["date"])
-    return [req["store"], req["item"], d.month, d.weekday(), d.year]
-
-
-def split_payload(rows: list[list[int]]) -> bytes:
-    return json.dumps({"dataframe_split": {"columns": COLUMNS, "data": rows}}).encode()
-
-
-def batch_rows() -> list[list[int]]:
-    """10 stores x 50 items x 90 days of 2018 = 45,000 rows (as bench/peer/check.sh)."""
+def batch_requests() -> list[dict]:
+    """10 stores x 50 items x 90 days of 2018 = 45,000 requests (as bench/peer/check.sh)."""
     days = [dt.date(2018, 1, 1) + dt.timedelta(n) for n in range(90)]
-    return [[s, i, d.month, d.weekday(), d.year] for s in range(1, 11) for i in range(1, 51) for d in days]
+    return [{"date": d.isoformat(), "store": s, "item": i}
+            for s in range(1, 11) for i in range(1, 51) for d in days]
+
+
+def model_rows(demand_bin: Path, model_dir: Path, requests: list[dict], work: Path, name: str
+               ) -> tuple[list[str], list[list[float]]]:
+    """(columns, one feature row per request): the model function's payload for the requests,
+    written by `demand predict --payload` with the orchestrator's own feature code (none is written here)."""
+    csv = work / f"{name}.csv"
+    csv.write_text("id,date,store,item\n" + "".join(
+        f"{n},{r['date']},{r['store']},{r['item']}\n" for n, r in enumerate(requests)))
+    out = work / f"{name}.json"
+    cmd = [str(demand_bin), "predict", "--payload", "--model-dir", str(model_dir), "--test", str(csv),
+           "--out", str(out)]
+    record_command(f"the model payload of {len(requests)} requests", cmd)
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    split = json.loads(out.read_bytes())["dataframe_split"]
+    return split["columns"], split["data"]
+
+
+def split_payload(columns: list[str], rows: list[list[float]]) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": columns, "data": rows}}).encode()
 
 
 def apigw_event(body: dict, path: str = "/v1/api/predict") -> bytes:

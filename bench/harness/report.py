@@ -19,7 +19,6 @@ def portable(text: str, work: Path) -> str:
 
 PEER = ROOT / "bench" / "peer"
 VENV = ROOT / ".local" / "bench-venv"
-COLUMNS = ["store", "item", "month", "day", "year"]
 
 # AWS arm64 Lambda and HTTP API prices (us-east-1).
 PRICE_GB_S = 0.0000133334

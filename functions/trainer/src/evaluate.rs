@@ -10,6 +10,7 @@ use forecast::distribution::{DEFAULT_LEVELS, level_key, score_quantiles};
 use forecast::features::{self, Feature};
 use forecast::gbdt::Booster;
 use forecast::manifest::{MANIFEST_FILE, MODEL_FILE};
+use forecast::wire::{DataframeSplit, PredictOptions, PredictionsRequest};
 use forecast::{ForecastRequest, ModelManifest};
 
 use crate::data::{SalesHistory, TestRow};
@@ -150,16 +151,35 @@ impl ModelDir {
 
 /// The feature matrix (row-major) of test rows, built with the orchestrator's feature code.
 pub fn test_matrix(features: &[Feature], rows: &[TestRow]) -> Vec<f64> {
-    rows.iter()
-        .flat_map(|r| {
-            let request = ForecastRequest {
-                date: r.date,
-                store: r.store,
-                item: r.item,
-            };
-            features::build_row(features, &request)
-        })
-        .collect()
+    rows.iter().flat_map(|r| feature_row(features, r)).collect()
+}
+
+/// One test row's features, as the orchestrator builds them for the same request.
+fn feature_row(features: &[Feature], row: &TestRow) -> Vec<f64> {
+    let request = ForecastRequest {
+        date: row.date,
+        store: row.store,
+        item: row.item,
+    };
+    features::build_row(features, &request)
+}
+
+impl ModelDir {
+    /// The model function's payload for test rows: what the orchestrator sends for the same
+    /// requests (`dataframe_split`, the manifest's features as columns, the rows in order).
+    pub fn payload(&self, rows: &[TestRow]) -> PredictionsRequest {
+        PredictionsRequest {
+            dataframe_split: DataframeSplit {
+                columns: self.manifest.features.clone(),
+                data: rows
+                    .iter()
+                    .map(|r| feature_row(&self.features, r))
+                    .collect(),
+                index: None,
+            },
+            params: PredictOptions::default(),
+        }
+    }
 }
 
 /// Writes a Kaggle submission (`id,sales`) for `rows`.
@@ -183,6 +203,42 @@ mod tests {
     use super::*;
     use crate::generate::generated_history;
     use crate::train::{TrainConfig, train};
+
+    #[test]
+    fn the_payload_names_the_manifests_features_and_carries_each_rows_features_in_order() {
+        // GIVEN a model and a test.csv
+        let end = chrono::NaiveDate::from_ymd_opt(2014, 12, 31).unwrap();
+        let (dir, history) = generated_history(2, 3, end, 4);
+        let config = TrainConfig::default().set("num_iterations", json!(5));
+        train(&history, &config, &dir.path().join("m")).unwrap();
+        let model = ModelDir::load(&dir.path().join("m")).unwrap();
+        let rows = crate::data::read_test_csv(&dir.path().join("test.csv")).unwrap();
+
+        // WHEN the model function's payload is written for its rows
+        let text = serde_json::to_string(&model.payload(&rows)).unwrap();
+
+        // THEN it is MLflow's dataframe_split and nothing else, the manifest's feature names as
+        // columns, one row per test row in order, each that row's feature values
+        let payload: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(payload.as_object().unwrap().len(), 1, "{text}");
+        let split: DataframeSplit =
+            serde_json::from_value(payload["dataframe_split"].clone()).unwrap();
+        assert_eq!(split.columns, model.manifest.features);
+        assert_eq!(split.data.len(), rows.len());
+        let names: Vec<&str> = split.columns.iter().map(String::as_str).collect();
+        for (row, values) in rows.iter().zip(&split.data) {
+            let at = |name: &str| values[names.iter().position(|n| *n == name).unwrap()];
+            assert_eq!(at("store"), f64::from(row.store.get()));
+            assert_eq!(at("item"), f64::from(row.item.get()));
+            assert_eq!(at("year"), f64::from(chrono::Datelike::year(&row.date)));
+        }
+        // AND scored, the rows give `demand predict`'s predictions
+        let flat: Vec<f64> = split.data.concat();
+        assert_eq!(
+            model.booster.predict(&flat).unwrap(),
+            model.predict_rows(&rows).unwrap()
+        );
+    }
 
     #[test]
     fn evaluate_reproduces_the_validation_metrics_and_predict_writes_a_submission() {

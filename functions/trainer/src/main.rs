@@ -160,9 +160,13 @@ enum Command {
         /// Rows to predict.
         #[arg(long, default_value = "data/generated/test.csv")]
         test: PathBuf,
-        /// Output CSV.
+        /// Output CSV (JSON with --payload).
         #[arg(long, default_value = "submission.csv")]
         out: PathBuf,
+        /// Write the model function's payload for the rows instead, as the orchestrator
+        /// sends it (JSON: `dataframe_split` with the manifest's features).
+        #[arg(long)]
+        payload: bool,
     },
     /// Upload model.txt + manifest.json to s3://BUCKET/models/<name>/<version>/.
     Publish {
@@ -569,12 +573,24 @@ async fn main() -> anyhow::Result<()> {
             model_dir,
             test,
             out,
+            payload,
         } => {
             let model = trainer::evaluate::ModelDir::load(&model_dir)?;
             let rows = trainer::data::read_test_csv(&test)?;
-            let predictions = model.predict_rows(&rows)?;
-            trainer::evaluate::write_submission(&out, &rows, &predictions)?;
-            eprintln!("wrote {} predictions to {}", rows.len(), out.display());
+            if payload {
+                let payload = serde_json::to_vec(&model.payload(&rows))?;
+                std::fs::write(&out, payload)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                eprintln!(
+                    "wrote the payload of {} rows to {}",
+                    rows.len(),
+                    out.display()
+                );
+            } else {
+                let predictions = model.predict_rows(&rows)?;
+                trainer::evaluate::write_submission(&out, &rows, &predictions)?;
+                eprintln!("wrote {} predictions to {}", rows.len(), out.display());
+            }
         }
         Command::Publish {
             model_dir,
