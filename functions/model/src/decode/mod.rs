@@ -24,14 +24,8 @@ use serde::Deserializer;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-/// The inputs the model host understands, in the order messages list them.
-const INPUTS: [&str; 5] = [
-    "dataframe_split",
-    "dataframe_records",
-    "instances",
-    "inputs",
-    "ping",
-];
+/// The inputs the model host understands, as messages list them.
+const INPUTS: &str = "dataframe_split, dataframe_records, instances, inputs, ping";
 
 /// Default cap on rows per request. 50,000 rows of five features are about 1.3 MB as
 /// `dataframe_split` (3 MB as records) and answer about 1 MB, far under the 6 MB a
@@ -70,14 +64,20 @@ pub enum ModelInvocation {
 impl ModelInvocation {
     /// Decodes a payload already parsed into a JSON tree, refusing more than `max_rows` rows.
     pub fn decode_value(payload: &Value, max_rows: usize) -> Result<Self, ModelError> {
-        let mut decoder = Decoder::new(max_rows);
+        let mut decoder = Decoder {
+            max_rows,
+            ..Decoder::default()
+        };
         let parsed = Visit(&mut decoder, At::Payload).deserialize(payload);
         decoder.finish(parsed)
     }
 
     /// Decodes a payload from its JSON text, refusing more than `max_rows` rows.
     pub fn decode_str(json: &str, max_rows: usize) -> Result<Self, ModelError> {
-        let mut decoder = Decoder::new(max_rows);
+        let mut decoder = Decoder {
+            max_rows,
+            ..Decoder::default()
+        };
         let mut deserializer = serde_json::Deserializer::from_str(json);
         let parsed = Visit(&mut decoder, At::Payload).deserialize(&mut deserializer);
         decoder.finish(parsed.and_then(|()| deserializer.end()))
@@ -87,12 +87,9 @@ impl ModelInvocation {
 /// Quotes a caller-controlled string for an error message, shortened so that a huge name
 /// cannot blow up the answer.
 pub fn echo(text: &str) -> String {
-    const MAX_CHARS: usize = 64;
-    if text.chars().count() <= MAX_CHARS {
-        format!("{text:?}")
-    } else {
-        let head: String = text.chars().take(MAX_CHARS).collect();
-        format!("{head:?}...")
+    match text.char_indices().nth(64) {
+        Some((end, _)) => format!("{:?}...", &text[..end]),
+        None => format!("{text:?}"),
     }
 }
 
@@ -146,13 +143,6 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn new(max_rows: usize) -> Self {
-        Self {
-            max_rows,
-            ..Self::default()
-        }
-    }
-
     fn fail<E: de::Error>(&mut self, kind: ModelErrorType, message: String) -> E {
         self.error.get_or_insert(ModelError { kind, message });
         E::custom("payload rejected")
@@ -183,61 +173,49 @@ impl Decoder {
 
     /// Refuses a value of the kind `found` ("a list", "null", ...) at `at`.
     fn refuse<E: de::Error>(&mut self, at: At, found: &str) -> E {
-        let (what, keys) = (self.what, INPUTS.join(", "));
-        let (place, expected) = match at {
-            At::Payload => (
-                "the payload".to_owned(),
-                format!("a JSON object with exactly one of {keys}"),
-            ),
-            At::Params => ("params".to_owned(), "an object".to_owned()),
-            At::Split => (
-                "dataframe_split".to_owned(),
-                "an object with columns and data".to_owned(),
-            ),
-            At::Names => (
-                "dataframe_split.columns".to_owned(),
-                "a list of strings".to_owned(),
-            ),
-            At::Name(i) => (
-                format!("dataframe_split.columns[{i}]"),
-                "a string".to_owned(),
-            ),
-            At::Index => ("dataframe_split.index".to_owned(), "a list".to_owned()),
-            At::Rows => (
-                what.to_owned(),
-                match self.records {
-                    Some(false) => "a list of rows (lists of numbers)",
-                    Some(true) => "a list of records (objects)",
-                    None => "a list of rows (lists or objects) or an object of columns",
-                }
-                .to_owned(),
-            ),
-            At::Row(row) => {
-                let expected = match self.records {
-                    Some(false) => "a list of values",
-                    Some(true) => "an object (a record)",
-                    None => "a list of values or an object (a record)",
-                };
-                let like = matches!(what, "instances" | "inputs") && row > 0;
-                (
-                    format!("{what} row {row}"),
-                    format!("{expected}{}", if like { " like row 0" } else { "" }),
-                )
+        let what = self.what;
+        let must_be = match at {
+            At::Payload => {
+                format!("the payload must be a JSON object with exactly one of {INPUTS}")
             }
-            At::Column(col) => (
-                format!("{what}: column {}", self.column_name(col)),
-                "a list of numbers".to_owned(),
+            At::Params => "params must be an object".to_owned(),
+            At::Split => "dataframe_split must be an object with columns and data".to_owned(),
+            At::Names => "dataframe_split.columns must be a list of strings".to_owned(),
+            At::Name(i) => format!("dataframe_split.columns[{i}] must be a string"),
+            At::Index => "dataframe_split.index must be a list".to_owned(),
+            At::Rows => match self.records {
+                Some(false) => format!("{what} must be a list of rows (lists of numbers)"),
+                Some(true) => format!("{what} must be a list of records (objects)"),
+                None => format!(
+                    "{what} must be a list of rows (lists or objects) or an object of columns"
+                ),
+            },
+            At::Row(row) => {
+                // Past row 0 of `instances` or `inputs`, row 0 decided what a row must be.
+                let like = row > 0 && matches!(what, "instances" | "inputs");
+                let like = if like { " like row 0" } else { "" };
+                match self.records {
+                    Some(false) => format!("{what} row {row} must be a list of values{like}"),
+                    Some(true) => format!("{what} row {row} must be an object (a record){like}"),
+                    None => {
+                        format!("{what} row {row} must be a list of values or an object (a record)")
+                    }
+                }
+            }
+            At::Column(col) => format!(
+                "{what}: column {} must be a list of numbers",
+                self.column_name(col)
             ),
             At::Cell(row, col) => {
                 let column = self.column_name(col);
-                return self.invalid(format!(
-                    "row {row}, column {column}: expected a number, found {found}"
-                ));
+                let message =
+                    format!("row {row}, column {column}: expected a number, found {found}");
+                return self.invalid(message);
             }
-            // A key is always a string.
-            At::Key(..) => ("a key".to_owned(), "a string".to_owned()),
+            // A JSON key is always a string.
+            At::Key(..) => "a key must be a string".to_owned(),
         };
-        self.invalid(format!("{place} must be {expected}; found {found}"))
+        self.invalid(format!("{must_be}; found {found}"))
     }
 
     /// The message for the element at `at` when it is past a cap, checked before it is read.
@@ -265,20 +243,19 @@ impl Decoder {
 
     /// `{...}`: exactly one input (or `ping`) and optional `params`.
     fn payload<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
-        let keys = || INPUTS.join(", ");
         while let Some(key) = map.next_key::<String>()? {
             if key == "params" {
                 map.next_value_seed(Visit(self, At::Params))?;
                 continue;
             }
-            let Some(input) = INPUTS.into_iter().find(|k| *k == key) else {
+            let Some(input) = INPUTS.split(", ").find(|k| *k == key) else {
                 let key = echo(&key);
-                let message = format!("unsupported key {key}; send exactly one of {}", keys());
+                let message = format!("unsupported key {key}; send exactly one of {INPUTS}");
                 return Err(self.invalid(format!("{message} (plus optional params)")));
             };
             if let Some(first) = self.input {
                 let message = format!("the payload has both {first:?} and {input:?}");
-                return Err(self.invalid(format!("{message}; send exactly one of {}", keys())));
+                return Err(self.invalid(format!("{message}; send exactly one of {INPUTS}")));
             }
             (self.input, self.what) = (Some(input), input);
             match input {
@@ -293,7 +270,7 @@ impl Decoder {
             }
         }
         if self.input.is_none() {
-            let message = format!("the payload has none of {}; send exactly one", keys());
+            let message = format!("the payload has none of {INPUTS}; send exactly one");
             return Err(self.invalid(message));
         }
         Ok(())
@@ -368,17 +345,6 @@ impl Decoder {
         }
     }
 
-    /// A list of rows; with `dataframe_split.columns` first, each as wide as the columns.
-    fn rows<'de, A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<(), A::Error> {
-        self.width = self.columns.as_ref().map(Vec::len);
-        loop {
-            let at = At::Row(self.rows);
-            if seq.next_element_seed(Visit(self, at))?.is_none() {
-                return Ok(());
-            }
-        }
-    }
-
     /// One positional row. Only `dataframe_split.columns` gives lists column names.
     fn row<'de, A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<(), A::Error> {
         let (row, width) = (self.rows, self.width);
@@ -426,10 +392,7 @@ impl Decoder {
         let (row, start, mut seen) = (self.rows, self.values.len(), 0);
         let width = self.columns.get_or_insert_default().len();
         self.values.resize(start + width, f64::NAN);
-        while map
-            .next_key_seed(Visit(self, At::Key(row, seen)))?
-            .is_some()
-        {
+        while let Some(()) = map.next_key_seed(Visit(self, At::Key(row, seen)))? {
             let col = self.col;
             map.next_value_seed(Visit(self, At::Cell(row, col)))?;
             // The visitor pushed the value last: it takes its column's place.
@@ -492,15 +455,11 @@ impl Decoder {
             columns.push(name);
             map.next_value_seed(Visit(self, At::Column(col)))?;
             let count = self.values.len() - start;
-            match rows {
-                Some(first) if count != first => {
-                    let (name, first_name) = (self.column_name(col), self.column_name(0));
-                    let message = format!("{what}: column {name} has {count} values");
-                    return Err(
-                        self.invalid(format!("{message} but column {first_name} has {first}"))
-                    );
-                }
-                _ => rows = Some(count),
+            let first = *rows.get_or_insert(count);
+            if count != first {
+                let (name, first_name) = (self.column_name(col), self.column_name(0));
+                let message = format!("{what}: column {name} has {count} values");
+                return Err(self.invalid(format!("{message} but column {first_name} has {first}")));
             }
         }
         let (width, rows) = (
@@ -508,9 +467,9 @@ impl Decoder {
             rows.unwrap_or(0),
         );
         let by_column = std::mem::take(&mut self.values);
-        let at = |i: usize| by_column[(i % width) * rows + i / width];
+        let value = |i: usize| by_column[(i % width) * rows + i / width];
         (self.values, self.width, self.rows) =
-            ((0..rows * width).map(at).collect(), Some(width), rows);
+            ((0..rows * width).map(value).collect(), Some(width), rows);
         Ok(())
     }
 }
@@ -589,15 +548,16 @@ impl<'de> Visitor<'de> for Visit<'_> {
                 decoder.columns = Some(Vec::new());
                 decoder.list(&mut seq, None, At::Name).map(|_| ())
             }
+            // Only the length of the index matters: its labels are only counted.
             At::Index => {
-                let mut labels = 0;
-                while seq.next_element::<IgnoredAny>()?.is_some() {
-                    labels += 1;
-                }
-                decoder.labels = Some(labels);
+                decoder.labels = Some(decoder.list(&mut seq, Some(0), |_| At::Index)?);
                 Ok(())
             }
-            At::Rows => decoder.rows(seq),
+            // With `dataframe_split.columns` first, each row is as wide as the columns.
+            At::Rows => {
+                decoder.width = decoder.columns.as_ref().map(Vec::len);
+                decoder.list(&mut seq, None, At::Row).map(|_| ())
+            }
             At::Row(_) if decoder.records != Some(true) => decoder.row(seq),
             At::Column(col) => decoder
                 .list(&mut seq, None, |row| At::Cell(row, col))
