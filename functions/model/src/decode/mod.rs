@@ -3,21 +3,19 @@
 //! are positional), `dataframe_records`, `instances` or `inputs` (rows, records, or an object
 //! of columns), or `{"ping": {}}`, with optional `params`.
 //!
-//! [`ModelInvocation::decode_str`] decodes straight from the JSON text into one flat vector of
-//! numbers (`rows`): a generic JSON tree costs about 32 bytes per cell, which a 6 MB payload
-//! of small numbers would turn into a hundred megabytes on a 128 MB function. Every message is
-//! the decoder's own and names the key, row or column at fault: each place in the payload says
-//! which JSON kinds it takes (`Expect`) and one visitor (`Kind`) refuses the others, so
-//! serde's text ("invalid type: ...") never reaches the caller. For the same reason nothing
-//! here is derived: a derived envelope would answer unknown, repeated and missing keys in
-//! serde's words, and `params` travels beside the input, not inside it.
+//! Every number goes straight from the JSON text onto one flat vector: a generic JSON tree
+//! costs about 32 bytes a cell, which a 6 MB payload of small numbers would turn into a
+//! hundred megabytes on a 128 MB function. So nothing is derived: a derived envelope would
+//! buffer the input beside `params` in such a tree (serde's `flatten`) and answer in serde's
+//! words. Instead one visitor ([`Visit`]) reads every place ([`At`]) of the payload: it takes
+//! the JSON kinds the place accepts, refuses the others with the place's message (naming the
+//! key, row or column at fault), and refuses an element past a cap before reading it, so a
+//! hostile body fails at its first row past the limit, never after all of its rows are held.
 
-mod rows;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
-use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 
 use forecast::distribution::{PointKind, parse_levels};
@@ -26,16 +24,8 @@ use serde::Deserializer;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use rows::{Accept, Rows};
-
-/// The request keys the model host understands, for error messages.
-const ACCEPTED_KEYS: [&str; 5] = [
-    "dataframe_split",
-    "dataframe_records",
-    "instances",
-    "inputs",
-    "ping",
-];
+/// The inputs the model host understands, as messages list them.
+const INPUTS: &str = "dataframe_split, dataframe_records, instances, inputs, ping";
 
 /// Default cap on rows per request. 50,000 rows of five features are about 1.3 MB as
 /// `dataframe_split` (3 MB as records) and answer about 1 MB, far under the 6 MB a
@@ -74,400 +64,517 @@ pub enum ModelInvocation {
 impl ModelInvocation {
     /// Decodes a payload already parsed into a JSON tree, refusing more than `max_rows` rows.
     pub fn decode_value(payload: &Value, max_rows: usize) -> Result<Self, ModelError> {
-        let ctx = Ctx::new(max_rows);
-        ctx.finish(Kind(&ctx, Payload).deserialize(payload))
+        let mut decoder = Decoder {
+            max_rows,
+            ..Decoder::default()
+        };
+        let parsed = Visit(&mut decoder, At::Payload).deserialize(payload);
+        decoder.finish(parsed)
     }
 
     /// Decodes a payload from its JSON text, refusing more than `max_rows` rows.
     pub fn decode_str(json: &str, max_rows: usize) -> Result<Self, ModelError> {
-        let ctx = Ctx::new(max_rows);
+        let mut decoder = Decoder {
+            max_rows,
+            ..Decoder::default()
+        };
         let mut deserializer = serde_json::Deserializer::from_str(json);
-        let result = Kind(&ctx, Payload).deserialize(&mut deserializer);
-        ctx.finish(result.and_then(|invocation| deserializer.end().map(|()| invocation)))
+        let parsed = Visit(&mut decoder, At::Payload).deserialize(&mut deserializer);
+        decoder.finish(parsed.and_then(|()| deserializer.end()))
     }
 }
 
 /// Quotes a caller-controlled string for an error message, shortened so that a huge name
 /// cannot blow up the answer.
 pub fn echo(text: &str) -> String {
-    const MAX_CHARS: usize = 64;
-    if text.chars().count() <= MAX_CHARS {
-        format!("{text:?}")
-    } else {
-        let head: String = text.chars().take(MAX_CHARS).collect();
-        format!("{head:?}...")
+    match text.char_indices().nth(64) {
+        Some((end, _)) => format!("{:?}...", &text[..end]),
+        None => format!("{text:?}"),
     }
 }
 
-fn accepted_keys() -> String {
-    ACCEPTED_KEYS.join(", ")
+/// A place in the payload.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    Payload,
+    Params,
+    Split,
+    /// `dataframe_split.columns`, and its entry at this position.
+    Names,
+    Name(usize),
+    Index,
+    /// The list of rows (or object of columns) of the input, and its row at this position.
+    Rows,
+    Row(usize),
+    /// A key of a record: row, and how many keys came before it in that record.
+    Key(usize, usize),
+    /// A column of an object of columns, by position.
+    Column(usize),
+    /// One value: row, column position.
+    Cell(usize, usize),
 }
 
-/// What one decode shares: the row limit and the first rejection. A rejection is stored here
-/// and a placeholder serde error unwinds the parse, so the caller only sees our messages.
-struct Ctx {
+/// What one decode builds, and its first rejection. A rejection is stored here and a
+/// placeholder serde error unwinds the parse, so the caller only ever sees our messages
+/// (serde_json would append a position to them, and only when parsing text).
+#[derive(Default)]
+struct Decoder {
     max_rows: usize,
-    error: RefCell<Option<ModelError>>,
+    error: Option<ModelError>,
+    /// The input key, and the name of its rows for messages (`dataframe_split.data`).
+    input: Option<&'static str>,
+    what: &'static str,
+    /// Whether the rows must be records (`Some(true)`), lists, or either until row 0.
+    records: Option<bool>,
+    /// Column names: given by `dataframe_split.columns` (then the rows are lists), else the
+    /// keys of the records or of the object of columns.
+    columns: Option<Vec<String>>,
+    /// Column position by name, for records whose keys come in another order than row 0's;
+    /// the position the last record key named.
+    lookup: HashMap<String, usize>,
+    col: usize,
+    /// Values per row, once known.
+    width: Option<usize>,
+    rows: usize,
+    values: Vec<f64>,
+    /// Labels in `dataframe_split.index`, when it is a list.
+    labels: Option<usize>,
+    options: PredictOptions,
 }
 
-impl Ctx {
-    fn new(max_rows: usize) -> Self {
-        let error = RefCell::new(None);
-        Self { max_rows, error }
-    }
-
-    fn fail<E: de::Error>(&self, kind: ModelErrorType, message: String) -> E {
-        self.error
-            .borrow_mut()
-            .get_or_insert(ModelError { kind, message });
+impl Decoder {
+    fn fail<E: de::Error>(&mut self, kind: ModelErrorType, message: String) -> E {
+        self.error.get_or_insert(ModelError { kind, message });
         E::custom("payload rejected")
     }
 
-    fn invalid<E: de::Error>(&self, message: String) -> E {
+    fn invalid<E: de::Error>(&mut self, message: String) -> E {
         self.fail(ModelErrorType::InvalidInput, message)
     }
 
-    fn too_many_rows<E: de::Error>(&self) -> E {
-        let max = self.max_rows;
-        self.invalid(format!(
-            "the request has more than {max} rows; send at most {max} rows per request"
-        ))
-    }
-
-    fn too_many_columns<E: de::Error>(&self, what: &str) -> E {
-        self.invalid(format!("{what} has more than {MAX_COLUMNS} columns"))
-    }
-
-    /// The stored rejection if there is one, else the parser's own (syntax) error.
-    fn finish<T>(&self, result: Result<T, serde_json::Error>) -> Result<T, ModelError> {
-        result.map_err(|err| {
+    /// The invocation, or the stored rejection, or else the parser's own (syntax) error.
+    fn finish(self, parsed: Result<(), serde_json::Error>) -> Result<ModelInvocation, ModelError> {
+        if let Err(err) = parsed {
             let syntax = || format!("the payload is not valid JSON: {err}");
-            let stored = self.error.borrow_mut().take();
-            stored.unwrap_or_else(|| ModelError::new(ModelErrorType::InvalidInput, syntax()))
-        })
+            let syntax = || ModelError::new(ModelErrorType::InvalidInput, syntax());
+            return Err(self.error.unwrap_or_else(syntax));
+        }
+        if self.input == Some("ping") {
+            return Ok(ModelInvocation::Ping);
+        }
+        Ok(ModelInvocation::Predict(ScoringInput {
+            columns: self.columns,
+            width: self.width.unwrap_or(0),
+            rows: self.rows,
+            values: self.values,
+            options: self.options,
+        }))
+    }
+
+    /// Refuses a value of the kind `found` ("a list", "null", ...) at `at`.
+    fn refuse<E: de::Error>(&mut self, at: At, found: &str) -> E {
+        let what = self.what;
+        let must_be = match at {
+            At::Payload => {
+                format!("the payload must be a JSON object with exactly one of {INPUTS}")
+            }
+            At::Params => "params must be an object".to_owned(),
+            At::Split => "dataframe_split must be an object with columns and data".to_owned(),
+            At::Names => "dataframe_split.columns must be a list of strings".to_owned(),
+            At::Name(i) => format!("dataframe_split.columns[{i}] must be a string"),
+            At::Index => "dataframe_split.index must be a list".to_owned(),
+            At::Rows => match self.records {
+                Some(false) => format!("{what} must be a list of rows (lists of numbers)"),
+                Some(true) => format!("{what} must be a list of records (objects)"),
+                None => format!(
+                    "{what} must be a list of rows (lists or objects) or an object of columns"
+                ),
+            },
+            At::Row(row) => {
+                // Past row 0 of `instances` or `inputs`, row 0 decided what a row must be.
+                let like = row > 0 && matches!(what, "instances" | "inputs");
+                let like = if like { " like row 0" } else { "" };
+                match self.records {
+                    Some(false) => format!("{what} row {row} must be a list of values{like}"),
+                    Some(true) => format!("{what} row {row} must be an object (a record){like}"),
+                    None => {
+                        format!("{what} row {row} must be a list of values or an object (a record)")
+                    }
+                }
+            }
+            At::Column(col) => format!(
+                "{what}: column {} must be a list of numbers",
+                self.column_name(col)
+            ),
+            At::Cell(row, col) => {
+                let column = self.column_name(col);
+                let message =
+                    format!("row {row}, column {column}: expected a number, found {found}");
+                return self.invalid(message);
+            }
+            // A JSON key is always a string.
+            At::Key(..) => "a key must be a string".to_owned(),
+        };
+        self.invalid(format!("{must_be}; found {found}"))
+    }
+
+    /// The message for the element at `at` when it is past a cap, checked before it is read.
+    fn past_cap(&self, at: At) -> Option<String> {
+        let max = self.max_rows;
+        let columns = |what: &str| format!("{what} has more than {MAX_COLUMNS} columns");
+        match at {
+            At::Row(row) | At::Cell(row, _) if row >= max => Some(format!(
+                "the request has more than {max} rows; send at most {max} rows per request"
+            )),
+            At::Cell(row, col) if col >= MAX_COLUMNS => Some(columns(&format!("row {row}"))),
+            At::Name(i) if i >= MAX_COLUMNS => Some(columns("dataframe_split.columns")),
+            At::Column(col) if col >= MAX_COLUMNS => Some(columns(self.what)),
+            _ => None,
+        }
+    }
+
+    /// A column as messages name it: by name when the names are known, else by position.
+    fn column_name(&self, col: usize) -> String {
+        match self.columns.as_ref().and_then(|names| names.get(col)) {
+            Some(name) => echo(name),
+            None => col.to_string(),
+        }
+    }
+
+    /// `{...}`: exactly one input (or `ping`) and optional `params`.
+    fn payload<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "params" {
+                map.next_value_seed(Visit(self, At::Params))?;
+                continue;
+            }
+            let Some(input) = INPUTS.split(", ").find(|k| *k == key) else {
+                let key = echo(&key);
+                let message = format!("unsupported key {key}; send exactly one of {INPUTS}");
+                return Err(self.invalid(format!("{message} (plus optional params)")));
+            };
+            if let Some(first) = self.input {
+                let message = format!("the payload has both {first:?} and {input:?}");
+                return Err(self.invalid(format!("{message}; send exactly one of {INPUTS}")));
+            }
+            (self.input, self.what) = (Some(input), input);
+            match input {
+                "ping" => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                "dataframe_split" => map.next_value_seed(Visit(self, At::Split))?,
+                _ => {
+                    self.records = (input == "dataframe_records").then_some(true);
+                    map.next_value_seed(Visit(self, At::Rows))?;
+                }
+            }
+        }
+        if self.input.is_none() {
+            let message = format!("the payload has none of {INPUTS}; send exactly one");
+            return Err(self.invalid(message));
+        }
+        Ok(())
+    }
+
+    /// `params`: `quantiles` and `point` are read, other keys ignored, as MLflow's server
+    /// does. Neither holds rows, so serde reads them and only the message is ours.
+    fn params<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+        const QUANTILES: &str = "params.quantiles must be a list of numbers in (0, 1)";
+        const POINT: &str = "params.point must be \"mean\" or \"smape\"";
+        self.options = PredictOptions::default();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "quantiles" {
+                let Ok(levels) = map.next_value::<Vec<f64>>() else {
+                    return Err(self.invalid(QUANTILES.to_owned()));
+                };
+                match parse_levels(&levels) {
+                    Ok(levels) => self.options.quantiles = Some(levels),
+                    Err(e) => return Err(self.invalid(format!("params.quantiles: {e}"))),
+                }
+            } else if key == "point" {
+                let point = map.next_value::<String>().ok();
+                match point.as_deref().and_then(PointKind::parse) {
+                    Some(point) => self.options.point = Some(point),
+                    None => return Err(self.invalid(POINT.to_owned())),
+                }
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `dataframe_split`: `columns`, `data` and an optional `index`, in any order, each once.
+    fn split<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+        (self.what, self.records) = ("dataframe_split.data", Some(false));
+        let (mut columns, mut data, mut index) = (false, false, false);
+        while let Some(key) = map.next_key::<String>()? {
+            let (seen, at) = match key.as_str() {
+                "columns" => (&mut columns, At::Names),
+                "data" => (&mut data, At::Rows),
+                "index" => (&mut index, At::Index),
+                other => {
+                    let (field, takes) = (echo(other), "columns, data and an optional index");
+                    let message = format!("dataframe_split has an unknown field {field}");
+                    return Err(self.invalid(format!("{message}; it takes {takes}")));
+                }
+            };
+            if std::mem::replace(seen, true) {
+                return Err(self.invalid(format!("dataframe_split has {key} twice")));
+            }
+            map.next_value_seed(Visit(self, at))?;
+        }
+        if !data {
+            return Err(self.invalid("dataframe_split has no data".to_owned()));
+        }
+        let (rows, names) = (self.rows, self.columns.as_ref().map(Vec::len));
+        // When `data` came first, its rows were only checked against each other.
+        if let (Some(width), Some(names)) = (self.width, names)
+            && rows > 0
+            && width != names
+        {
+            let message = format!("row 0 has {width} values but there are {names} columns");
+            return Err(self.invalid(message));
+        }
+        self.width = names.or(self.width);
+        match self.labels {
+            Some(labels) if labels != rows => Err(self.invalid(format!(
+                "dataframe_split.index has {labels} labels but data has {rows} rows"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// One positional row. Only `dataframe_split.columns` gives lists column names.
+    fn row<'de, A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<(), A::Error> {
+        let (row, width) = (self.rows, self.width);
+        let got = self.list(&mut seq, width, |col| At::Cell(row, col))?;
+        match width {
+            Some(width) if got != width => {
+                let but = match self.columns {
+                    Some(_) => format!("there are {width} columns"),
+                    None => format!("row 0 has {width}; every row needs the same number"),
+                };
+                Err(self.invalid(format!("row {row} has {got} values but {but}")))
+            }
+            _ => {
+                (self.records, self.width, self.rows) = (Some(false), Some(got), row + 1);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads the elements of a list, the `i`th at `at(i)`, and says how many there were; past
+    /// `width` they are only counted, for a message.
+    fn list<'de, A: SeqAccess<'de>>(
+        &mut self,
+        seq: &mut A,
+        width: Option<usize>,
+        at: impl Fn(usize) -> At,
+    ) -> Result<usize, A::Error> {
+        let mut got = 0;
+        while Some(got) != width && seq.next_element_seed(Visit(self, at(got)))?.is_some() {
+            got += 1;
+        }
+        // At `width` the end of the list has not been seen yet.
+        if Some(got) == width {
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                got += 1;
+            }
+        }
+        Ok(got)
+    }
+
+    /// One record: row 0 fixes the columns, every other must have the same. Each column
+    /// holds a NaN until its value arrives (a JSON number is never NaN), so a missing or
+    /// repeated key is seen.
+    fn record<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+        let (row, start, mut seen) = (self.rows, self.values.len(), 0);
+        let width = self.columns.get_or_insert_default().len();
+        self.values.resize(start + width, f64::NAN);
+        while let Some(()) = map.next_key_seed(Visit(self, At::Key(row, seen)))? {
+            let col = self.col;
+            map.next_value_seed(Visit(self, At::Cell(row, col)))?;
+            // The visitor pushed the value last: it takes its column's place.
+            self.values.swap_remove(start + col);
+            seen += 1;
+        }
+        if let Some(col) = self.values[start..].iter().position(|v| v.is_nan()) {
+            let column = self.column_name(col);
+            let message = format!("row {row} lacks column {column}, which row 0 has");
+            let message = format!("{message}; every record needs the same columns");
+            return Err(self.fail(ModelErrorType::SchemaMismatch, message));
+        }
+        (self.records, self.width) = (Some(true), Some(self.values.len() - start));
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Finds the column a record's key names (`self.col`), a new one in row 0.
+    fn key<E: de::Error>(&mut self, row: usize, seen: usize, key: &str) -> Result<(), E> {
+        let columns = self.columns.get_or_insert_default();
+        // Records mostly repeat row 0's order of keys; the map answers the others.
+        let col = match columns.get(seen) {
+            Some(name) if name == key => Some(seen),
+            _ => self.lookup.get(key).copied(),
+        };
+        let start = self.values.len() - columns.len();
+        self.col = match col {
+            Some(col) if !self.values[start + col].is_nan() => {
+                return Err(self.invalid(format!("row {row} has column {} twice", echo(key))));
+            }
+            Some(col) => col,
+            None if row > 0 => {
+                let message = format!(
+                    "row {row} has column {}, which row 0 does not have",
+                    echo(key)
+                );
+                let message = format!("{message}; every record needs the same columns");
+                return Err(self.fail(ModelErrorType::SchemaMismatch, message));
+            }
+            None => {
+                self.lookup.insert(key.to_owned(), columns.len());
+                columns.push(key.to_owned());
+                self.values.push(f64::NAN);
+                columns.len() - 1
+            }
+        };
+        Ok(())
+    }
+
+    /// An object of columns (`instances`, `inputs`): read column after column, then turned
+    /// into rows.
+    fn columns<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+        let (what, mut rows) = (self.what, None);
+        while let Some(name) = map.next_key::<String>()? {
+            let columns = self.columns.get_or_insert_default();
+            if columns.contains(&name) {
+                return Err(self.invalid(format!("{what} has column {} twice", echo(&name))));
+            }
+            let (col, start) = (columns.len(), self.values.len());
+            columns.push(name);
+            map.next_value_seed(Visit(self, At::Column(col)))?;
+            let count = self.values.len() - start;
+            let first = *rows.get_or_insert(count);
+            if count != first {
+                let (name, first_name) = (self.column_name(col), self.column_name(0));
+                let message = format!("{what}: column {name} has {count} values");
+                return Err(self.invalid(format!("{message} but column {first_name} has {first}")));
+            }
+        }
+        let (width, rows) = (
+            self.columns.get_or_insert_default().len(),
+            rows.unwrap_or(0),
+        );
+        let by_column = std::mem::take(&mut self.values);
+        let value = |i: usize| by_column[(i % width) * rows + i / width];
+        (self.values, self.width, self.rows) =
+            ((0..rows * width).map(value).collect(), Some(width), rows);
+        Ok(())
     }
 }
 
-/// One place in the payload and the JSON kinds it takes; each kind it does not take is
-/// refused with the message of [`Expect::refuse`].
-trait Expect<'de>: Sized {
-    type Value;
+/// The seed and visitor of every place: a decoder, and where it is.
+struct Visit<'d>(&'d mut Decoder, At);
 
-    /// The message for a value of the kind `found` ("a list", "null", ...).
-    fn refuse(&self, found: &str) -> String;
+impl<'de> DeserializeSeed<'de> for Visit<'_> {
+    type Value = ();
 
-    fn null<E: de::Error>(self, ctx: &Ctx) -> Result<Self::Value, E> {
-        Err(ctx.invalid(self.refuse("null")))
-    }
-
-    fn number<E: de::Error>(self, ctx: &Ctx, _: f64) -> Result<Self::Value, E> {
-        Err(ctx.invalid(self.refuse("a number")))
-    }
-
-    fn string<E: de::Error>(self, ctx: &Ctx, _: Cow<'de, str>) -> Result<Self::Value, E> {
-        Err(ctx.invalid(self.refuse("a string")))
-    }
-
-    fn list<A: SeqAccess<'de>>(self, ctx: &Ctx, _: A) -> Result<Self::Value, A::Error> {
-        Err(ctx.invalid(self.refuse("a list")))
-    }
-
-    fn object<A: MapAccess<'de>>(self, ctx: &Ctx, _: A) -> Result<Self::Value, A::Error> {
-        Err(ctx.invalid(self.refuse("an object")))
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        match self.0.past_cap(self.1) {
+            Some(message) => Err(self.0.invalid(message)),
+            None => deserializer.deserialize_any(self),
+        }
     }
 }
 
-/// The serde seed and visitor of every place.
-struct Kind<'c, T>(&'c Ctx, T);
-
-impl<'de, T: Expect<'de>> DeserializeSeed<'de> for Kind<'_, T> {
-    type Value = T::Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de, T: Expect<'de>> Visitor<'de> for Kind<'_, T> {
-    type Value = T::Value;
+impl<'de> Visitor<'de> for Visit<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<T::Value, E> {
-        Err(self.0.invalid(self.1.refuse("a boolean")))
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(self.0.refuse(self.1, "a boolean"))
     }
 
     // Feature values are small integers or measurements: the nearest f64 is what the model
     // would see from any client.
     #[allow(clippy::cast_precision_loss)]
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T::Value, E> {
-        self.1.number(self.0, v as f64)
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.visit_f64(v as f64)
     }
 
     #[allow(clippy::cast_precision_loss)]
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T::Value, E> {
-        self.1.number(self.0, v as f64)
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.visit_f64(v as f64)
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T::Value, E> {
-        self.1.number(self.0, v)
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<T::Value, E> {
-        self.1.string(self.0, Cow::Borrowed(v))
-    }
-
-    // A string with escapes, unescaped by the parser into its own buffer.
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<T::Value, E> {
-        self.1.string(self.0, Cow::Owned(v.to_owned()))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<T::Value, E> {
-        self.1.null(self.0)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<T::Value, E> {
-        self.1.null(self.0)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T::Value, A::Error> {
-        self.1.list(self.0, seq)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T::Value, A::Error> {
-        self.1.object(self.0, map)
-    }
-}
-
-/// The whole payload: one object with exactly one input (or `ping`) and optional `params`.
-struct Payload;
-
-impl<'de> Expect<'de> for Payload {
-    type Value = ModelInvocation;
-
-    fn refuse(&self, found: &str) -> String {
-        let keys = accepted_keys();
-        format!("the payload must be a JSON object with exactly one of {keys}; found {found}")
-    }
-
-    fn object<A: MapAccess<'de>>(self, ctx: &Ctx, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found: Option<(&str, Option<ScoringInput>)> = None;
-        let mut options = PredictOptions::default();
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "params" {
-                options = map.next_value_seed(Kind(ctx, Params))?;
-                continue;
+    // JSON has no NaN or infinity, and serde_json refuses a number beyond f64 (`1e400`) as a
+    // syntax error: every number that arrives here is finite.
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        match self.1 {
+            At::Cell(..) => {
+                self.0.values.push(v);
+                Ok(())
             }
-            let Some(input) = ACCEPTED_KEYS.into_iter().find(|k| *k == key) else {
-                return Err(ctx.invalid(format!(
-                    "unsupported key {}; send exactly one of {} (plus optional params)",
-                    echo(&key),
-                    accepted_keys()
-                )));
-            };
-            if let Some((first, _)) = &found {
-                return Err(ctx.invalid(format!(
-                    "the payload has both {first:?} and {input:?}; send exactly one of {}",
-                    accepted_keys()
-                )));
+            at => Err(self.0.refuse(at, "a number")),
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        match self.1 {
+            At::Name(_) => {
+                self.0.columns.get_or_insert_default().push(v.to_owned());
+                Ok(())
             }
-            let rows = match input {
-                "ping" => map.next_value::<IgnoredAny>().map(|_| None)?,
-                "dataframe_split" => Some(map.next_value_seed(Kind(ctx, Split))?),
-                "dataframe_records" => {
-                    let rows = Rows::new(input, Accept::Records);
-                    Some(map.next_value_seed(Kind(ctx, rows))?)
-                }
-                _ => Some(map.next_value_seed(Kind(ctx, Rows::new(input, Accept::Either)))?),
-            };
-            found = Some((input, rows));
+            At::Key(row, seen) => self.0.key(row, seen, v),
+            at => Err(self.0.refuse(at, "a string")),
         }
-        match found {
-            Some((_, None)) => Ok(ModelInvocation::Ping),
-            Some((_, Some(input))) => {
-                Ok(ModelInvocation::Predict(ScoringInput { options, ..input }))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        match self.1 {
+            At::Params | At::Index => Ok(()),
+            at => Err(self.0.refuse(at, "null")),
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let decoder = self.0;
+        match self.1 {
+            At::Names => {
+                decoder.columns = Some(Vec::new());
+                decoder.list(&mut seq, None, At::Name).map(|_| ())
             }
-            None => Err(ctx.invalid(format!(
-                "the payload has none of {}; send exactly one",
-                accepted_keys()
-            ))),
-        }
-    }
-}
-
-/// `params`: an object (or null); `quantiles` and `point` are read, other keys ignored.
-struct Params;
-
-impl<'de> Expect<'de> for Params {
-    type Value = PredictOptions;
-
-    fn refuse(&self, found: &str) -> String {
-        format!("params must be an object; found {found}")
-    }
-
-    fn null<E: de::Error>(self, _: &Ctx) -> Result<PredictOptions, E> {
-        Ok(PredictOptions::default())
-    }
-
-    fn object<A: MapAccess<'de>>(self, ctx: &Ctx, mut map: A) -> Result<Self::Value, A::Error> {
-        const QUANTILES: &str = "params.quantiles must be a list of numbers in (0, 1)";
-        let mut options = PredictOptions::default();
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "quantiles" => {
-                    let levels = map
-                        .next_value::<Vec<Value>>()
-                        .map_err(|_| ctx.invalid::<A::Error>(QUANTILES.to_owned()))?;
-                    let numbers: Option<Vec<f64>> = levels.iter().map(Value::as_f64).collect();
-                    let numbers = numbers.ok_or_else(|| ctx.invalid(QUANTILES.to_owned()))?;
-                    let levels = parse_levels(&numbers)
-                        .map_err(|e| ctx.invalid::<A::Error>(format!("params.quantiles: {e}")))?;
-                    options.quantiles = Some(levels);
-                }
-                "point" => {
-                    let point: Value = map.next_value()?;
-                    let point = point.as_str().and_then(PointKind::parse).ok_or_else(|| {
-                        ctx.invalid("params.point must be \"mean\" or \"smape\"".to_owned())
-                    })?;
-                    options.point = Some(point);
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+            // Only the length of the index matters: its labels are only counted.
+            At::Index => {
+                decoder.labels = Some(decoder.list(&mut seq, Some(0), |_| At::Index)?);
+                Ok(())
             }
-        }
-        Ok(options)
-    }
-}
-
-/// `dataframe_split`: `columns`, `data` and an optional `index`, in any order.
-struct Split;
-
-impl<'de> Expect<'de> for Split {
-    type Value = ScoringInput;
-
-    fn refuse(&self, found: &str) -> String {
-        format!("dataframe_split must be an object with columns and data; found {found}")
-    }
-
-    fn object<A: MapAccess<'de>>(self, ctx: &Ctx, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut columns: Option<Vec<String>> = None;
-        let mut data: Option<ScoringInput> = None;
-        let mut index: Option<Option<usize>> = None;
-        while let Some(key) = map.next_key::<String>()? {
-            let repeated = match key.as_str() {
-                "columns" => columns.is_some(),
-                "data" => data.is_some(),
-                "index" => index.is_some(),
-                other => {
-                    return Err(ctx.invalid(format!(
-                        "dataframe_split has an unknown field {}; it takes columns, data and an optional index",
-                        echo(other)
-                    )));
-                }
-            };
-            if repeated {
-                return Err(ctx.invalid(format!("dataframe_split has {key} twice")));
+            // With `dataframe_split.columns` first, each row is as wide as the columns.
+            At::Rows => {
+                decoder.width = decoder.columns.as_ref().map(Vec::len);
+                decoder.list(&mut seq, None, At::Row).map(|_| ())
             }
-            match key.as_str() {
-                "columns" => columns = Some(map.next_value_seed(Kind(ctx, Names))?),
-                "data" => {
-                    let rows = Rows::new("dataframe_split.data", Accept::Lists);
-                    let rows = rows.with_columns(columns.clone());
-                    data = Some(map.next_value_seed(Kind(ctx, rows))?);
-                }
-                _ => index = Some(map.next_value_seed(Kind(ctx, Index))?),
-            }
-        }
-        let Some(mut input) = data else {
-            return Err(ctx.invalid("dataframe_split has no data".to_owned()));
-        };
-        if let Some(names) = columns {
-            if input.rows > 0 && input.width != names.len() {
-                return Err(ctx.invalid(format!(
-                    "row 0 has {} values but there are {} columns",
-                    input.width,
-                    names.len()
-                )));
-            }
-            input.width = names.len();
-            input.columns = Some(names);
-        }
-        if let Some(Some(labels)) = index
-            && labels != input.rows
-        {
-            return Err(ctx.invalid(format!(
-                "dataframe_split.index has {labels} labels but data has {} rows",
-                input.rows
-            )));
-        }
-        Ok(input)
-    }
-}
-
-/// `dataframe_split.columns`: a list of strings.
-struct Names;
-
-impl<'de> Expect<'de> for Names {
-    type Value = Vec<String>;
-
-    fn refuse(&self, found: &str) -> String {
-        format!("dataframe_split.columns must be a list of strings; found {found}")
-    }
-
-    fn list<A: SeqAccess<'de>>(self, ctx: &Ctx, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut names = Vec::new();
-        for position in 0..MAX_COLUMNS {
-            match seq.next_element_seed(Kind(ctx, Name(position)))? {
-                Some(name) => names.push(name.into_owned()),
-                None => return Ok(names),
-            }
-        }
-        match seq.next_element::<IgnoredAny>()? {
-            Some(_) => Err(ctx.too_many_columns("dataframe_split.columns")),
-            None => Ok(names),
+            At::Row(_) if decoder.records != Some(true) => decoder.row(seq),
+            At::Column(col) => decoder
+                .list(&mut seq, None, |row| At::Cell(row, col))
+                .map(|_| ()),
+            at => Err(decoder.refuse(at, "a list")),
         }
     }
-}
 
-/// The entry of `dataframe_split.columns` at this position. Also reads the keys of records
-/// (JSON keys are always strings), borrowed from the payload when they have no escapes.
-struct Name(usize);
-
-impl<'de> Expect<'de> for Name {
-    type Value = Cow<'de, str>;
-
-    fn refuse(&self, found: &str) -> String {
-        let position = self.0;
-        format!("dataframe_split.columns[{position}] must be a string; found {found}")
-    }
-
-    fn string<E: de::Error>(self, _: &Ctx, v: Cow<'de, str>) -> Result<Self::Value, E> {
-        Ok(v)
-    }
-}
-
-/// `dataframe_split.index`: a list of labels (or null); only its length matters.
-struct Index;
-
-impl<'de> Expect<'de> for Index {
-    type Value = Option<usize>;
-
-    fn refuse(&self, found: &str) -> String {
-        format!("dataframe_split.index must be a list; found {found}")
-    }
-
-    fn null<E: de::Error>(self, _: &Ctx) -> Result<Option<usize>, E> {
-        Ok(None)
-    }
-
-    fn list<A: SeqAccess<'de>>(self, _: &Ctx, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut labels = 0;
-        while seq.next_element::<IgnoredAny>()?.is_some() {
-            labels += 1;
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let decoder = self.0;
+        match self.1 {
+            At::Payload => decoder.payload(map),
+            At::Params => decoder.params(map),
+            At::Split => decoder.split(map),
+            At::Rows if decoder.records.is_none() => decoder.columns(map),
+            At::Row(_) if decoder.records != Some(false) => decoder.record(map),
+            at => Err(decoder.refuse(at, "an object")),
         }
-        Ok(Some(labels))
     }
 }

@@ -257,6 +257,11 @@ fn ragged_rows_are_invalid_input() {
         invalid(json!({"dataframe_split": {"data": [[1, 2, 3]], "columns": ["a", "b"]}})),
         "row 0 has 3 values but there are 2 columns"
     );
+    // Values past the width are counted, every one of them.
+    assert_eq!(
+        invalid(json!({"dataframe_split": {"columns": ["a"], "data": [[1, 2, 3, "x"]]}})),
+        "row 0 has 4 values but there are 1 columns"
+    );
     assert_eq!(
         invalid(json!({"instances": [[1, 2], [3, 4, 5]]})),
         "row 1 has 3 values but row 0 has 2; every row needs the same number"
@@ -387,6 +392,9 @@ fn the_row_limit_stops_the_parse_at_the_first_row_past_it() {
         r#"{"dataframe_records": [{"a": 1}, {"a": 2}, {"a": 3}, {"a": 4}, not JSON"#,
         r#"{"instances": [[1], [2], [3], ["x"], [5]"#,
         r#"{"inputs": {"a": [1, 2, 3, 4, "x"#,
+        // The element past the cap is refused as it begins, before a single byte of it is read.
+        r#"{"instances": [[1], [2], [3], 01"#,
+        r#"{"inputs": {"a": [1, 2, 3, 01"#,
     ] {
         let err = ModelInvocation::decode_str(text, 3).unwrap_err();
         assert_eq!(err.message, expected, "{text}");
@@ -400,6 +408,38 @@ fn too_many_columns_are_refused() {
         invalid(json!({ "instances": [row] })),
         format!("row 0 has more than {MAX_COLUMNS} columns")
     );
+    let names: Vec<String> = (0..=MAX_COLUMNS).map(|i| format!("c{i}")).collect();
+    assert_eq!(
+        invalid(json!({"dataframe_split": {"columns": names, "data": []}})),
+        format!("dataframe_split.columns has more than {MAX_COLUMNS} columns")
+    );
+    let record: serde_json::Map<String, Value> =
+        names.iter().map(|n| (n.clone(), json!(1))).collect();
+    assert_eq!(
+        invalid(json!({ "dataframe_records": [record] })),
+        format!("row 0 has more than {MAX_COLUMNS} columns")
+    );
+}
+
+#[test]
+fn exactly_the_column_cap_is_accepted_in_every_form() {
+    let names: Vec<String> = (0..MAX_COLUMNS).map(|i| format!("c{i}")).collect();
+    let row: Vec<u32> = vec![1; MAX_COLUMNS];
+    let record: serde_json::Map<String, Value> =
+        names.iter().map(|n| (n.clone(), json!(1))).collect();
+    let columns: serde_json::Map<String, Value> =
+        names.iter().map(|n| (n.clone(), json!([1]))).collect();
+    for payload in [
+        json!({ "instances": [row] }),
+        json!({"dataframe_split": {"columns": names, "data": [row]}}),
+        json!({"dataframe_split": {"data": [row], "columns": names}}),
+        json!({ "dataframe_records": [record] }),
+        json!({ "inputs": columns }),
+    ] {
+        let input = rows(payload);
+        assert_eq!((input.rows, input.width), (1, MAX_COLUMNS));
+        assert!(input.values.iter().all(|v| *v == 1.0));
+    }
 }
 
 #[test]
