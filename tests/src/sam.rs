@@ -357,8 +357,8 @@ impl SamLocal {
         let mut attempt = 1;
         loop {
             // SAM stops and removes its warm containers on SIGTERM, one after the other, each
-            // given 3 s to stop: on a busy machine that outlasts a 10 s grace (a container was
-            // left behind once when SAM was killed part way), so SAM gets a minute.
+            // given 3 s to stop: on a busy machine that can outlast a 10 s grace, and SAM killed
+            // part way would leave the rest behind, so it gets a minute.
             let mut process = ProcessGroup::spawn("sam local", &mut command, &log)?
                 .with_grace(Duration::from_secs(60));
             // Warm containers start (and their image is built, once) before SAM listens.
