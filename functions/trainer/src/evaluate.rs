@@ -147,24 +147,7 @@ impl ModelDir {
     pub fn predict_rows(&self, rows: &[TestRow]) -> anyhow::Result<Vec<f64>> {
         Ok(self.booster.predict(&test_matrix(&self.features, rows))?)
     }
-}
 
-/// The feature matrix (row-major) of test rows, built with the orchestrator's feature code.
-pub fn test_matrix(features: &[Feature], rows: &[TestRow]) -> Vec<f64> {
-    rows.iter().flat_map(|r| feature_row(features, r)).collect()
-}
-
-/// One test row's features, as the orchestrator builds them for the same request.
-fn feature_row(features: &[Feature], row: &TestRow) -> Vec<f64> {
-    let request = ForecastRequest {
-        date: row.date,
-        store: row.store,
-        item: row.item,
-    };
-    features::build_row(features, &request)
-}
-
-impl ModelDir {
     /// The model function's payload for test rows: what the orchestrator sends for the same
     /// requests (`dataframe_split`, the manifest's features as columns, the rows in order).
     pub fn payload(&self, rows: &[TestRow]) -> PredictionsRequest {
@@ -180,6 +163,21 @@ impl ModelDir {
             params: PredictOptions::default(),
         }
     }
+}
+
+/// The feature matrix (row-major) of test rows, built with the orchestrator's feature code.
+pub fn test_matrix(features: &[Feature], rows: &[TestRow]) -> Vec<f64> {
+    rows.iter().flat_map(|r| feature_row(features, r)).collect()
+}
+
+/// One test row's features, as the orchestrator builds them for the same request.
+fn feature_row(features: &[Feature], row: &TestRow) -> Vec<f64> {
+    let request = ForecastRequest {
+        date: row.date,
+        store: row.store,
+        item: row.item,
+    };
+    features::build_row(features, &request)
 }
 
 /// Writes a Kaggle submission (`id,sales`) for `rows`.
