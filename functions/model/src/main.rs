@@ -6,12 +6,24 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use model::{ConfiguredStore, ModelConfig, ModelHost};
 use serde_json::value::RawValue;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
     // Before anything large is allocated (see `model::memory`).
     let fixed_threshold = model::memory::fix_mmap_threshold();
+    // While the process has one thread: the runtime below starts the others.
+    let ca_bundle = model::trust::name_ca_bundle();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(fixed_threshold, ca_bundle))
+}
+
+async fn serve(fixed_threshold: bool, ca_bundle: Option<std::path::PathBuf>) -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    tracing::debug!(fixed_threshold, "malloc's mmap threshold");
+    tracing::debug!(
+        fixed_threshold,
+        ?ca_bundle,
+        "malloc's mmap threshold, CA bundle named"
+    );
     let config = match ModelConfig::from_env() {
         Ok(config) => config,
         Err(err) => {
