@@ -24,13 +24,18 @@ ports are checked afterwards):
 
 * moto_server (a real S3 HTTP server) on a free port. Our model is published to it with
   `demand publish`; the peer's with bench/peer/to_mlflow.py (an MLflow LightGBM model).
-* A mini Lambda Runtime API (harness/lambda_emulator.py, MiniLambda): it hands events to a function
-  binary (lambda_runtime client) started with AWS_LAMBDA_RUNTIME_API pointing at it, and
-  records when each event was handed out and when its response came back. It also serves the
-  Lambda Invoke API (POST /2015-03-31/functions/NAME/invocations), so the orchestrator can
-  invoke the model through it. Used for: model cold start (process spawn -> first
-  prediction's response received, model pulled from S3), first vs warm invocation duration,
-  and the warm durations of both functions used for the cost figure.
+* aws-lambda-rie, the Lambda Runtime Interface Emulator inside the SAM CLI package
+  (harness/rie.py), one process per function: it starts the bootstrap at the first invoke
+  and logs Lambda's INIT REPORT line. Used for the cold starts: the model's (first invoke
+  sent -> its answer read, the booster pulled from S3 on the way) and the orchestrator's
+  (invoking the model's RIE through its Invoke API).
+* A mini Lambda Runtime API (harness/lambda_emulator.py, MiniLambda): it hands events to a
+  function binary started with AWS_LAMBDA_RUNTIME_API pointing at it and records when each
+  event was handed out and when its response came back; it also serves the Invoke API, so the
+  orchestrator can invoke the model through it. Used for what RIE does not time as Lambda
+  bills it (harness/rie.py says why): first vs warm invocation duration and the warm
+  durations of both functions used for the cost figure; its spawn -> first answer is kept as
+  a cross-check of the cold start.
 * Our HTTP stack: `cargo lambda watch --only-lambda-apis` (the project's local emulator:
   function URLs and the Invoke API) with the given --model-bin and --orchestrator-bin started
   by this script against its runtime API (AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:P/.rt/NAME).
@@ -79,9 +84,10 @@ import zipfile
 from pathlib import Path
 
 from harness.http_client import Http, post_once
-from harness.lambda_emulator import MiniLambda
 from harness.load import run_oha
 from harness.payloads import apigw_event, batch_requests, model_rows, predict_bodies, split_payload
+from harness.lambda_emulator import MiniLambda
+from harness.rie import RieFunction, find_rie
 from harness.procs import Procs, free_port, log, proc_cmdline, proc_exe_name, proc_mem_kib, record_command, session_pids, wait_port
 from harness.report import COMMANDS, GOALS, OUR_MEMORY_MB, PEER, PRICE_GB_S, PRICE_HTTP_API_REQUEST, PRICE_LAMBDA_REQUEST, ROOT, VENV, fmt_bytes, fmt_s, portable, summary, verdict
 
@@ -102,6 +108,7 @@ class Bench:
         self.notes: list[str] = []
         self.loads: list[str] = []
         self.manifest = json.loads((Path(args.model_dir) / "manifest.json").read_text())
+        self.rie = Path(args.rie)
         self.py = str(VENV / "bin" / "python") if (VENV / "bin" / "python").exists() else sys.executable
 
     # ---- helpers
@@ -210,9 +217,50 @@ class Bench:
     def expected(self, rows: list[list[int]]):
         return self.booster.predict(self.np.array(rows, dtype=self.np.float64), num_threads=1)
 
-    # ---- phase A: cold starts, first vs warm, warm durations (mini runtime / MLflow)
+    # ---- phase A: cold starts (aws-lambda-rie / MLflow), first vs warm, warm durations (mini runtime)
 
     def cold_ours(self, rep: int) -> None:
+        """The model's cold start under RIE, then the orchestrator's, invoking the model's RIE."""
+        functions: list[RieFunction] = []
+        try:
+            name = f"model-cold-{rep}"
+            env = self.model_env(None)
+            model = RieFunction(self.procs, self.rie, name, self.model_bin, env,
+                                what="our model function under aws-lambda-rie",
+                                shown_env=self.shown(env, ["AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                                                           "MODEL_URI", "AWS_ENDPOINT_URL_S3", "MODEL_MAX_ROWS"]))
+            functions.append(model)
+            # RIE starts the bootstrap on this first invoke, as Lambda does on a cold start.
+            answer, cold_ms = model.invoke(self.row_payloads[0], 120)
+            got = json.loads(answer)["predictions"][0]
+            want = float(self.expected([self.body_rows[0]])[0])
+            if got != want:
+                self.notes.append(f"model prediction {got!r} != lightgbm {want!r}")
+            self.R.setdefault("ours_cold_ms", []).append(cold_ms)
+            self.R.setdefault("ours_rie_init_ms", []).append(model.init_ms())
+            init = self.model_init_timings(name)
+            if init:
+                self.R.setdefault("ours_init", []).append(init)
+
+            # RIE serves one function, named `function`.
+            oenv = self.orchestrator_env(None, model.endpoint)
+            oenv["MODEL_FUNCTION_NAME"] = "function"
+            orch = RieFunction(self.procs, self.rie, f"orchestrator-cold-{rep}", self.orch_bin, oenv,
+                               what="our orchestrator function under aws-lambda-rie",
+                               shown_env=self.shown(oenv, ["MODEL_FUNCTION_NAME", "AWS_ENDPOINT_URL_LAMBDA"]))
+            functions.append(orch)
+            oanswer, ocold_ms = orch.invoke(apigw_event(self.bodies[0]), 120)
+            if json.loads(oanswer).get("statusCode") != 200:
+                raise RuntimeError(f"orchestrator answered {oanswer[:300]!r}")
+            self.R.setdefault("ours_orch_cold_ms", []).append(ocold_ms)
+        finally:
+            for function in functions:
+                self.procs.stop(function.proc)
+        self.durations_mini(rep)
+
+    def durations_mini(self, rep: int) -> None:
+        """First vs warm and warm durations under the mini runtime, where RIE does not measure
+        what Lambda bills (see harness/rie.py)."""
         mini = MiniLambda()
         procs = []
         try:
@@ -220,7 +268,7 @@ class Bench:
             env = self.model_env(mini.runtime_api("model"))
             first = mini.submit("model", self.row_payloads[0])  # queued before the process exists
             t0 = time.perf_counter_ns()
-            proc = self.procs.spawn(f"model-cold-{rep}", [self.model_bin], env=env,
+            proc = self.procs.spawn(f"model-mini-{rep}", [self.model_bin], env=env,
                                     what="our model function under the mini runtime",
                                     shown_env=self.shown(env, ["AWS_LAMBDA_RUNTIME_API", "AWS_LAMBDA_FUNCTION_NAME",
                                                                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "MODEL_URI",
@@ -229,6 +277,7 @@ class Bench:
             mini.wait(first, 120, proc)
             if first.error:
                 raise RuntimeError(f"model answered an error: {first.result[:300]!r}")
+            # Spawn -> first answer here: a cross-check of the cold start measured under RIE.
             cold_ms = (first.t_in - t0) / 1e6
             got = json.loads(first.result)["predictions"][0]
             want = float(self.expected([self.body_rows[0]])[0])
@@ -239,20 +288,17 @@ class Bench:
             for i in range(self.warm_invokes):
                 inv = mini.invoke("model", self.row_payloads[(i + 1) % len(self.row_payloads)], 60, proc)
                 warm.append(inv.duration_ms)
-            self.R.setdefault("ours_cold_ms", []).append(cold_ms)
+            self.R.setdefault("ours_cold_mini_ms", []).append(cold_ms)
             self.R.setdefault("ours_first_ms", []).append(first.duration_ms)
             self.R.setdefault("ours_warm_ms", []).append(statistics.median(warm))
             self.R.setdefault("ours_model_rss_loaded_kib", []).append(mem_after_load.get("VmRSS"))
-            init = self.model_init_timings(f"model-cold-{rep}")
-            if init:
-                self.R.setdefault("ours_init", []).append(init)
 
             # The orchestrator against the same runtime: its durations, and the model's under it.
             mini.add("orchestrator")
             oenv = self.orchestrator_env(mini.runtime_api("orchestrator"), f"http://127.0.0.1:{mini.port}")
             ofirst = mini.submit("orchestrator", apigw_event(self.bodies[0]))
             t0 = time.perf_counter_ns()
-            oproc = self.procs.spawn(f"orchestrator-cold-{rep}", [self.orch_bin], env=oenv,
+            oproc = self.procs.spawn(f"orchestrator-mini-{rep}", [self.orch_bin], env=oenv,
                                      what="our orchestrator function under the mini runtime",
                                      shown_env=self.shown(oenv, ["AWS_LAMBDA_RUNTIME_API", "MODEL_FUNCTION_NAME",
                                                                  "AWS_ENDPOINT_URL_LAMBDA"]))
@@ -261,7 +307,6 @@ class Bench:
             answer = json.loads(ofirst.result)
             if answer.get("statusCode") != 200:
                 raise RuntimeError(f"orchestrator answered {str(answer)[:300]}")
-            self.R.setdefault("ours_orch_cold_ms", []).append((ofirst.t_in - t0) / 1e6)
             for i in range(20):
                 mini.invoke("orchestrator", apigw_event(self.bodies[i % 500]), 60, oproc)
             n_model = len(mini.functions["model"].completed)
@@ -671,7 +716,7 @@ print(json.dumps(res))
         # cold start
         o, p = S("ours_cold_ms"), S("peer_cold_ms")
         r = ratio(o, p)
-        out.append(["model cold start (process start -> first prediction answered, model from local S3)",
+        out.append(["model cold start (first invoke under aws-lambda-rie -> its answer; the bootstrap starts on it, the model comes from local S3)",
                     fmt_s(o, "ms"), fmt_s(p, "ms"), f"{r:.3g}x" if r else "n/a",
                     GOALS["cold"][0], verdict("cold", r)])
         # first vs warm
@@ -891,11 +936,12 @@ print(json.dumps(res))
         n = []
         n.append("- **What each figure measures.** In process: the criterion benchmark "
                  "(`cargo bench -p model --bench handler`, group `rows_1`): the handler path (decode, "
-                 "predict, serialise) vs the raw `lightgbm3` predict call, no I/O. Mini runtime (this "
-                 "script's Lambda Runtime API): cold start = spawn of the model binary -> its first "
-                 "prediction's response received (the event is queued before the spawn; the booster is "
-                 "fetched from the local S3 server, verified, parsed); invocation duration = event handed "
-                 "out -> response received, what Lambda bills. End to end: HTTP through each local stack, "
+                 "predict, serialise) vs the raw `lightgbm3` predict call, no I/O. Cold start, under "
+                 "aws-lambda-rie (the Runtime Interface Emulator of the SAM CLI package): first invoke sent "
+                 "-> its answer read, RIE starting the model's bootstrap on that invoke (the booster is "
+                 "fetched from the local S3 server, verified, parsed). Invocation durations, under this "
+                 "script's mini Lambda Runtime API: event handed out -> response received, what Lambda "
+                 "bills. End to end: HTTP through each local stack, "
                  "measured by oha on the same machine.")
         mode = ("`cargo lambda watch --only-lambda-apis` with the given binaries started against its runtime "
                 "API" if a.watch_mode == "apis" else
@@ -917,9 +963,12 @@ print(json.dumps(res))
         if R.get("ours_orch_warm_ms"):
             n.append(f"- Warm durations under the mini runtime (no emulator): orchestrator "
                      f"{fmt_s(summary(R['ours_orch_warm_ms']), 'ms')} per predict, of which the model "
-                     f"invocation {fmt_s(summary(R['ours_model_under_orch_ms']), 'ms')}; orchestrator cold "
-                     f"start (spawn -> first answer, includes its ping of the model) "
-                     f"{fmt_s(summary(R['ours_orch_cold_ms']), 'ms')}.")
+                     f"invocation {fmt_s(summary(R['ours_model_under_orch_ms']), 'ms')}. Under aws-lambda-rie: "
+                     f"orchestrator cold start (first invoke -> its answer, includes its ping of the model) "
+                     f"{fmt_s(summary(R['ours_orch_cold_ms']), 'ms')}; the model's INIT REPORT (bootstrap "
+                     f"start -> its first request for an event) {fmt_s(summary(R.get('ours_rie_init_ms', [])), 'ms')}. "
+                     f"The model's cold start under the mini runtime (spawn -> first answer), as a cross-check: "
+                     f"{fmt_s(summary(R.get('ours_cold_mini_ms', [])), 'ms')}.")
         if R.get("ours_init"):
             keys = ["fetch_ms", "verify_ms", "parse_ms", "warmup_ms", "total_ms"]
             med = {k: statistics.median([i.get(k, 0) for i in R["ours_init"]]) for k in keys}
@@ -1004,6 +1053,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, help="repetitions of each measurement (default 3, 1 with --quick)")
     ap.add_argument("--oha", default=shutil.which("oha") or str(Path.home() / ".cargo/bin/oha"))
     ap.add_argument("--model-zip", help="the deployable zipped bootstrap of the model function")
+    ap.add_argument("--rie", help="aws-lambda-rie (default: the one inside the installed SAM CLI package)")
     ap.add_argument("--criterion-dir", default=str(ROOT / "target/criterion"))
     ap.add_argument("--train-rounds", type=int, help="rounds for the training figure (default 3000; 0 skips it)")
     ap.add_argument("--train-threads", type=int, default=1)
@@ -1029,6 +1079,10 @@ def main() -> int:
                        "or pass --oha PATH")
     if not shutil.which("moto_server"):
         missing.append("moto_server not on PATH (make deps)")
+    args.rie = args.rie or (str(find_rie() or "") or None)
+    if not args.rie or not os.access(args.rie, os.X_OK):
+        missing.append(f"--rie {args.rie}: aws-lambda-rie not found; it ships with the SAM CLI "
+                       "(make deps installs it) or pass --rie PATH")
     if args.model_zip and not os.path.isfile(args.model_zip):
         missing.append(f"--model-zip {args.model_zip}: no such file")
     try:
