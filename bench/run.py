@@ -225,11 +225,13 @@ class Bench:
         next request late: a 5.2 MB GET took 59 ms (median of 6) after 2.5 s of idle and 21.5 ms
         right after another request; S3 itself has no such idle state. Done before both stacks'
         cold starts (MLflow fetches its model seconds after its start, so it gains little)."""
-        port = int(self.s3.rsplit(":", 1)[1])
+        client = Http(int(self.s3.rsplit(":", 1)[1]), timeout=10)
         try:
-            Http(port, timeout=10).request("GET", "/")
+            client.request("GET", "/")
         except OSError as e:
             self.notes.append(f"touching the S3 server failed: {e}")
+        finally:
+            client.close()
 
     def cold_ours(self, rep: int) -> None:
         """The model's cold start under RIE, then the orchestrator's, invoking the model's RIE."""
