@@ -313,9 +313,9 @@ fn millis(duration: Duration) -> f64 {
 }
 
 /// Fetches manifest and booster concurrently (the manifest from the booster's first bytes
-/// on), verifies the booster's sha256 and features
-/// against the manifest, parses it and reproduces the manifest's check rows, which also runs
-/// every tree once before the first invocation.
+/// on), verifies the booster's sha256 and features against the manifest, parses it and
+/// reproduces the manifest's check rows, which also runs every tree once before the first
+/// invocation.
 ///
 /// The booster is hashed and read chunk by chunk while it downloads ([`ArtifactReader`]): the
 /// work overlaps the transfer and the text is never held whole. Its sha256 is still judged
