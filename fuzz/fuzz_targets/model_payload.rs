@@ -4,7 +4,7 @@
 //! host matches columns by name; and except for repeated keys, which only the stream sees).
 #![no_main]
 
-use model::decode::{ModelInvocation, ScoringInput};
+use model::decode::{self, ModelInvocation, ScoringInput};
 use libfuzzer_sys::fuzz_target;
 
 /// Columns sorted by name, each with its values; positional rows as they are.
@@ -33,11 +33,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let streamed = ModelInvocation::decode_str(text, 1_000);
+    let streamed = decode::decode_str(text, 1_000);
     let Ok(tree) = serde_json::from_str::<serde_json::Value>(text) else {
         return;
     };
-    match (streamed, ModelInvocation::decode_value(&tree, 1_000)) {
+    match (streamed, decode::decode_value(&tree, 1_000)) {
         (Ok(ModelInvocation::Predict(a)), Ok(ModelInvocation::Predict(b))) => {
             assert_eq!(a.rows, b.rows);
             assert_eq!(canonical(&a), canonical(&b));

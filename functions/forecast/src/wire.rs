@@ -49,6 +49,40 @@ impl PredictOptions {
     }
 }
 
+/// Default cap on rows per request to the model function. 50,000 rows of five features are
+/// about 1.3 MB as `dataframe_split` (3 MB as records) and answer about 1 MB, far under the
+/// 6 MB a synchronous Lambda invocation may carry each way.
+pub const DEFAULT_MAX_ROWS: usize = 50_000;
+
+/// Cap on columns per request: far more than any model here has, and it bounds the memory
+/// a request of column names alone can take.
+pub const MAX_COLUMNS: usize = 1_024;
+
+/// A request to the model function as it decodes it (`model::decode`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelInvocation {
+    /// `{"ping": {}}`: readiness and metadata.
+    Ping,
+    /// One of the MLflow inputs: predict these rows.
+    Predict(ScoringInput),
+}
+
+/// Rows decoded from any of the MLflow inputs: one flat, row-major vector of numbers.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScoringInput {
+    /// Names of the columns, in the order of each row's values; `None` when the rows came as
+    /// bare lists, to be matched to the model's features by position.
+    pub columns: Option<Vec<String>>,
+    /// Values per row.
+    pub width: usize,
+    /// Number of rows.
+    pub rows: usize,
+    /// `rows * width` finite numbers, row after row.
+    pub values: Vec<f64>,
+    /// What `params` asked for besides the plain predictions.
+    pub options: PredictOptions,
+}
+
 /// A prediction request in MLflow's `dataframe_split` orientation, as a caller sends it:
 /// `{"dataframe_split": {...}}`, with `"params"` only when something beyond the model's
 /// default answer is asked for (a plain request is exactly MLflow's payload).

@@ -20,7 +20,7 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use forecast::wire::{ModelIdentity, PredictionsResponse};
-use model::decode::ModelInvocation;
+use model::decode::{self, ModelInvocation};
 use model::{LoadedModel, LocalFileStore, handle_json, load_model};
 use serde_json::value::RawValue;
 use test_support::manifest::{ManifestSpec, write_model_dir};
@@ -68,8 +68,7 @@ fn handler_path(model: &LoadedModel, body: &[u8]) -> Vec<u8> {
 fn overhead_path(body: &[u8], predictions: &[f64]) -> Vec<u8> {
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     let payload: Box<RawValue> = serde_path_to_error::deserialize(deserializer).unwrap();
-    let ModelInvocation::Predict(input) =
-        ModelInvocation::decode_str(payload.get(), MAX_ROWS).unwrap()
+    let ModelInvocation::Predict(input) = decode::decode_str(payload.get(), MAX_ROWS).unwrap()
     else {
         panic!("expected rows");
     };

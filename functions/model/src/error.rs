@@ -158,6 +158,15 @@ pub fn diagnostic(err: ModelError) -> Diagnostic {
     }
 }
 
+/// Quotes a caller-controlled string for an error message, shortened so that a huge name
+/// cannot blow up the answer.
+pub fn echo(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => format!("{:?}...", &text[..end]),
+        None => format!("{text:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,8 @@ use forecast::wire::{ModelIdentity, PingResponse, PredictionsResponse};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::decode::{DEFAULT_MAX_ROWS, ModelInvocation, ScoringInput, echo};
-use crate::error::{ModelError, ModelErrorType};
+use crate::decode::{self, DEFAULT_MAX_ROWS, ModelInvocation, ScoringInput};
+use crate::error::{ModelError, ModelErrorType, echo};
 use crate::loader::LoadedModel;
 
 /// What the model host answers.
@@ -22,7 +22,7 @@ pub enum ModelResponse {
 /// Handles one invocation payload, already parsed into a JSON tree, with the default row
 /// limit.
 pub fn handle_invocation(model: &LoadedModel, payload: Value) -> Result<ModelResponse, ModelError> {
-    let invocation = ModelInvocation::decode_value(&payload, DEFAULT_MAX_ROWS)?;
+    let invocation = decode::decode_value(&payload, DEFAULT_MAX_ROWS)?;
     respond(model, invocation, DEFAULT_MAX_ROWS)
 }
 
@@ -33,7 +33,7 @@ pub fn handle_json(
     payload: &str,
     max_rows: usize,
 ) -> Result<ModelResponse, ModelError> {
-    let invocation = ModelInvocation::decode_str(payload, max_rows)?;
+    let invocation = decode::decode_str(payload, max_rows)?;
     respond(model, invocation, max_rows)
 }
 
@@ -284,8 +284,8 @@ mod model_tests {
     /// The error of `payload` with a limit of 3 rows, the same from text and from a tree.
     fn failure(model: &LoadedModel, payload: Value) -> ModelError {
         let err = handle_json(model, &payload.to_string(), 3).unwrap_err();
-        let from_tree = ModelInvocation::decode_value(&payload, 3)
-            .and_then(|invocation| respond(model, invocation, 3));
+        let from_tree =
+            decode::decode_value(&payload, 3).and_then(|invocation| respond(model, invocation, 3));
         assert_eq!(from_tree.err(), Some(err.clone()), "{payload}");
         err
     }

@@ -14,7 +14,7 @@ use forecast::ModelLocation;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::decode::ModelInvocation;
+use crate::decode;
 use crate::error::{InitError, ModelError, ModelErrorType};
 use crate::handler::{ModelResponse, handle_json, respond};
 use crate::loader::{LoadedModel, ObjectStore, load_model};
@@ -107,7 +107,7 @@ impl<S: ObjectStore> ModelHost<S> {
     /// Answers one invocation given as JSON text.
     pub async fn invoke<P: Payload>(&self, payload: P) -> Result<ModelResponse, ModelError> {
         let model = self.current().await?;
-        let invocation = ModelInvocation::decode_str(payload.json(), self.max_rows)?;
+        let invocation = decode::decode_str(payload.json(), self.max_rows)?;
         // The text of a large batch is as big as its rows: not kept while they are scored.
         drop(payload);
         respond(&model, invocation, self.max_rows)

@@ -1,7 +1,4 @@
-//! Decoding of the model host's payloads (their types are in `forecast::wire`): exactly one of
-//! MLflow's `dataframe_split` (`columns`, `data`, optional `index`; without `columns` the rows
-//! are positional), `dataframe_records`, `instances` or `inputs` (rows, records, or an object
-//! of columns), or `{"ping": {}}`, with optional `params`.
+//! Decoding of the model host's payloads, whose inputs and types `forecast::wire` describes.
 //!
 //! Every number goes straight from the JSON text onto one flat vector: a generic JSON tree
 //! costs about 32 bytes a cell, which a 6 MB payload of small numbers would turn into a
@@ -19,78 +16,28 @@ use std::collections::HashMap;
 use std::fmt;
 
 use forecast::distribution::{PointKind, parse_levels};
+pub use forecast::wire::{DEFAULT_MAX_ROWS, MAX_COLUMNS, ModelInvocation, ScoringInput};
 use forecast::wire::{ModelError, ModelErrorType, PredictOptions};
 use serde::Deserializer;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use crate::error::echo;
+
 /// The inputs the model host understands, as messages list them.
 const INPUTS: &str = "dataframe_split, dataframe_records, instances, inputs, ping";
 
-/// Default cap on rows per request. 50,000 rows of five features are about 1.3 MB as
-/// `dataframe_split` (3 MB as records) and answer about 1 MB, far under the 6 MB a
-/// synchronous Lambda invocation may carry each way.
-pub const DEFAULT_MAX_ROWS: usize = 50_000;
-
-/// Cap on columns per request: far more than any model here has, and it bounds the memory
-/// a request of column names alone can take.
-pub const MAX_COLUMNS: usize = 1_024;
-
-/// Rows decoded from any of the MLflow inputs: one flat, row-major vector of numbers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScoringInput {
-    /// Names of the columns, in the order of each row's values; `None` when the rows came as
-    /// bare lists, to be matched to the model's features by position.
-    pub columns: Option<Vec<String>>,
-    /// Values per row.
-    pub width: usize,
-    /// Number of rows.
-    pub rows: usize,
-    /// `rows * width` finite numbers, row after row.
-    pub values: Vec<f64>,
-    /// What `params` asked for besides the plain predictions.
-    pub options: PredictOptions,
+/// Decodes a payload already parsed into a JSON tree, refusing more than `max_rows` rows.
+pub fn decode_value(payload: &Value, max_rows: usize) -> Result<ModelInvocation, ModelError> {
+    Decoder::run(max_rows, |visit| visit.deserialize(payload))
 }
 
-/// A decoded invocation of the model Lambda.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelInvocation {
-    /// `{"ping": {}}`: readiness and metadata.
-    Ping,
-    /// One of the MLflow inputs: predict these rows.
-    Predict(ScoringInput),
-}
-
-impl ModelInvocation {
-    /// Decodes a payload already parsed into a JSON tree, refusing more than `max_rows` rows.
-    pub fn decode_value(payload: &Value, max_rows: usize) -> Result<Self, ModelError> {
-        let mut decoder = Decoder {
-            max_rows,
-            ..Decoder::default()
-        };
-        let parsed = Visit(&mut decoder, At::Payload).deserialize(payload);
-        decoder.finish(parsed)
-    }
-
-    /// Decodes a payload from its JSON text, refusing more than `max_rows` rows.
-    pub fn decode_str(json: &str, max_rows: usize) -> Result<Self, ModelError> {
-        let mut decoder = Decoder {
-            max_rows,
-            ..Decoder::default()
-        };
-        let mut deserializer = serde_json::Deserializer::from_str(json);
-        let parsed = Visit(&mut decoder, At::Payload).deserialize(&mut deserializer);
-        decoder.finish(parsed.and_then(|()| deserializer.end()))
-    }
-}
-
-/// Quotes a caller-controlled string for an error message, shortened so that a huge name
-/// cannot blow up the answer.
-pub fn echo(text: &str) -> String {
-    match text.char_indices().nth(64) {
-        Some((end, _)) => format!("{:?}...", &text[..end]),
-        None => format!("{text:?}"),
-    }
+/// Decodes a payload from its JSON text, refusing more than `max_rows` rows.
+pub fn decode_str(json: &str, max_rows: usize) -> Result<ModelInvocation, ModelError> {
+    let mut parser = serde_json::Deserializer::from_str(json);
+    Decoder::run(max_rows, |visit| {
+        visit.deserialize(&mut parser).and_then(|()| parser.end())
+    })
 }
 
 /// A place in the payload.
@@ -126,20 +73,17 @@ struct Decoder {
     what: &'static str,
     /// Whether the rows must be records (`Some(true)`), lists, or either until row 0.
     records: Option<bool>,
-    /// Column names: given by `dataframe_split.columns` (then the rows are lists), else the
-    /// keys of the records or of the object of columns.
-    columns: Option<Vec<String>>,
     /// Column position by name, for records whose keys come in another order than row 0's;
     /// the position the last record key named.
     lookup: HashMap<String, usize>,
     col: usize,
     /// Values per row, once known.
     width: Option<usize>,
-    rows: usize,
-    values: Vec<f64>,
     /// Labels in `dataframe_split.index`, when it is a list.
     labels: Option<usize>,
-    options: PredictOptions,
+    /// The rows so far. Column names come from `dataframe_split.columns` (then the rows are
+    /// lists), else from the keys of the records or of the object of columns.
+    out: ScoringInput,
 }
 
 impl Decoder {
@@ -152,23 +96,26 @@ impl Decoder {
         self.fail(ModelErrorType::InvalidInput, message)
     }
 
-    /// The invocation, or the stored rejection, or else the parser's own (syntax) error.
-    fn finish(self, parsed: Result<(), serde_json::Error>) -> Result<ModelInvocation, ModelError> {
-        if let Err(err) = parsed {
-            let syntax = || format!("the payload is not valid JSON: {err}");
-            let syntax = || ModelError::new(ModelErrorType::InvalidInput, syntax());
-            return Err(self.error.unwrap_or_else(syntax));
+    /// Runs `parse` on a new decoder: the invocation, or the first rejection, or else the
+    /// parser's own (syntax) error.
+    fn run<P>(max_rows: usize, parse: P) -> Result<ModelInvocation, ModelError>
+    where
+        P: FnOnce(Visit<'_>) -> Result<(), serde_json::Error>,
+    {
+        let mut decoder = Self {
+            max_rows,
+            ..Self::default()
+        };
+        if let Err(err) = parse(Visit(&mut decoder, At::Payload)) {
+            let syntax = format!("the payload is not valid JSON: {err}");
+            let syntax = ModelError::new(ModelErrorType::InvalidInput, syntax);
+            return Err(decoder.error.unwrap_or(syntax));
         }
-        if self.input == Some("ping") {
+        if decoder.input == Some("ping") {
             return Ok(ModelInvocation::Ping);
         }
-        Ok(ModelInvocation::Predict(ScoringInput {
-            columns: self.columns,
-            width: self.width.unwrap_or(0),
-            rows: self.rows,
-            values: self.values,
-            options: self.options,
-        }))
+        decoder.out.width = decoder.width.unwrap_or(0);
+        Ok(ModelInvocation::Predict(decoder.out))
     }
 
     /// Refuses a value of the kind `found` ("a list", "null", ...) at `at`.
@@ -183,34 +130,32 @@ impl Decoder {
             At::Names => "dataframe_split.columns must be a list of strings".to_owned(),
             At::Name(i) => format!("dataframe_split.columns[{i}] must be a string"),
             At::Index => "dataframe_split.index must be a list".to_owned(),
-            At::Rows => match self.records {
-                Some(false) => format!("{what} must be a list of rows (lists of numbers)"),
-                Some(true) => format!("{what} must be a list of records (objects)"),
-                None => format!(
-                    "{what} must be a list of rows (lists or objects) or an object of columns"
-                ),
-            },
+            At::Rows => {
+                let rows = match self.records {
+                    Some(false) => "rows (lists of numbers)",
+                    Some(true) => "records (objects)",
+                    None => "rows (lists or objects) or an object of columns",
+                };
+                format!("{what} must be a list of {rows}")
+            }
             At::Row(row) => {
+                let row_is = match self.records {
+                    Some(false) => "a list of values",
+                    Some(true) => "an object (a record)",
+                    None => "a list of values or an object (a record)",
+                };
                 // Past row 0 of `instances` or `inputs`, row 0 decided what a row must be.
                 let like = row > 0 && matches!(what, "instances" | "inputs");
                 let like = if like { " like row 0" } else { "" };
-                match self.records {
-                    Some(false) => format!("{what} row {row} must be a list of values{like}"),
-                    Some(true) => format!("{what} row {row} must be an object (a record){like}"),
-                    None => {
-                        format!("{what} row {row} must be a list of values or an object (a record)")
-                    }
-                }
+                format!("{what} row {row} must be {row_is}{like}")
             }
             At::Column(col) => format!(
                 "{what}: column {} must be a list of numbers",
                 self.column_name(col)
             ),
             At::Cell(row, col) => {
-                let column = self.column_name(col);
-                let message =
-                    format!("row {row}, column {column}: expected a number, found {found}");
-                return self.invalid(message);
+                let at = format!("row {row}, column {}", self.column_name(col));
+                return self.invalid(format!("{at}: expected a number, found {found}"));
             }
             // A JSON key is always a string.
             At::Key(..) => "a key must be a string".to_owned(),
@@ -235,7 +180,7 @@ impl Decoder {
 
     /// A column as messages name it: by name when the names are known, else by position.
     fn column_name(&self, col: usize) -> String {
-        match self.columns.as_ref().and_then(|names| names.get(col)) {
+        match self.out.columns.as_ref().and_then(|names| names.get(col)) {
             Some(name) => echo(name),
             None => col.to_string(),
         }
@@ -259,9 +204,7 @@ impl Decoder {
             }
             (self.input, self.what) = (Some(input), input);
             match input {
-                "ping" => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                "ping" => map.next_value::<IgnoredAny>().map(drop)?,
                 "dataframe_split" => map.next_value_seed(Visit(self, At::Split))?,
                 _ => {
                     self.records = (input == "dataframe_records").then_some(true);
@@ -281,20 +224,20 @@ impl Decoder {
     fn params<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
         const QUANTILES: &str = "params.quantiles must be a list of numbers in (0, 1)";
         const POINT: &str = "params.point must be \"mean\" or \"smape\"";
-        self.options = PredictOptions::default();
+        self.out.options = PredictOptions::default();
         while let Some(key) = map.next_key::<String>()? {
             if key == "quantiles" {
                 let Ok(levels) = map.next_value::<Vec<f64>>() else {
                     return Err(self.invalid(QUANTILES.to_owned()));
                 };
                 match parse_levels(&levels) {
-                    Ok(levels) => self.options.quantiles = Some(levels),
+                    Ok(levels) => self.out.options.quantiles = Some(levels),
                     Err(e) => return Err(self.invalid(format!("params.quantiles: {e}"))),
                 }
             } else if key == "point" {
                 let point = map.next_value::<String>().ok();
                 match point.as_deref().and_then(PointKind::parse) {
-                    Some(point) => self.options.point = Some(point),
+                    Some(point) => self.out.options.point = Some(point),
                     None => return Err(self.invalid(POINT.to_owned())),
                 }
             } else {
@@ -327,7 +270,7 @@ impl Decoder {
         if !data {
             return Err(self.invalid("dataframe_split has no data".to_owned()));
         }
-        let (rows, names) = (self.rows, self.columns.as_ref().map(Vec::len));
+        let (rows, names) = (self.out.rows, self.out.columns.as_ref().map(Vec::len));
         // When `data` came first, its rows were only checked against each other.
         if let (Some(width), Some(names)) = (self.width, names)
             && rows > 0
@@ -347,21 +290,17 @@ impl Decoder {
 
     /// One positional row. Only `dataframe_split.columns` gives lists column names.
     fn row<'de, A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<(), A::Error> {
-        let (row, width) = (self.rows, self.width);
+        let (row, width) = (self.out.rows, self.width);
         let got = self.list(&mut seq, width, |col| At::Cell(row, col))?;
-        match width {
-            Some(width) if got != width => {
-                let but = match self.columns {
-                    Some(_) => format!("there are {width} columns"),
-                    None => format!("row 0 has {width}; every row needs the same number"),
-                };
-                Err(self.invalid(format!("row {row} has {got} values but {but}")))
-            }
-            _ => {
-                (self.records, self.width, self.rows) = (Some(false), Some(got), row + 1);
-                Ok(())
-            }
+        if let Some(width) = width.filter(|&width| width != got) {
+            let but = match self.out.columns {
+                Some(_) => format!("there are {width} columns"),
+                None => format!("row 0 has {width}; every row needs the same number"),
+            };
+            return Err(self.invalid(format!("row {row} has {got} values but {but}")));
         }
+        (self.records, self.width, self.out.rows) = (Some(false), Some(got), row + 1);
+        Ok(())
     }
 
     /// Reads the elements of a list, the `i`th at `at(i)`, and says how many there were; past
@@ -389,53 +328,51 @@ impl Decoder {
     /// holds a NaN until its value arrives (a JSON number is never NaN), so a missing or
     /// repeated key is seen.
     fn record<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
-        let (row, start, mut seen) = (self.rows, self.values.len(), 0);
-        let width = self.columns.get_or_insert_default().len();
-        self.values.resize(start + width, f64::NAN);
+        let (row, start, mut seen) = (self.out.rows, self.out.values.len(), 0);
+        let width = self.out.columns.get_or_insert_default().len();
+        self.out.values.resize(start + width, f64::NAN);
         while let Some(()) = map.next_key_seed(Visit(self, At::Key(row, seen)))? {
             let col = self.col;
             map.next_value_seed(Visit(self, At::Cell(row, col)))?;
             // The visitor pushed the value last: it takes its column's place.
-            self.values.swap_remove(start + col);
+            self.out.values.swap_remove(start + col);
             seen += 1;
         }
-        if let Some(col) = self.values[start..].iter().position(|v| v.is_nan()) {
+        if let Some(col) = self.out.values[start..].iter().position(|v| v.is_nan()) {
             let column = self.column_name(col);
             let message = format!("row {row} lacks column {column}, which row 0 has");
             let message = format!("{message}; every record needs the same columns");
             return Err(self.fail(ModelErrorType::SchemaMismatch, message));
         }
-        (self.records, self.width) = (Some(true), Some(self.values.len() - start));
-        self.rows += 1;
+        (self.records, self.width) = (Some(true), Some(self.out.values.len() - start));
+        self.out.rows += 1;
         Ok(())
     }
 
     /// Finds the column a record's key names (`self.col`), a new one in row 0.
     fn key<E: de::Error>(&mut self, row: usize, seen: usize, key: &str) -> Result<(), E> {
-        let columns = self.columns.get_or_insert_default();
+        let columns = self.out.columns.get_or_insert_default();
         // Records mostly repeat row 0's order of keys; the map answers the others.
         let col = match columns.get(seen) {
             Some(name) if name == key => Some(seen),
             _ => self.lookup.get(key).copied(),
         };
-        let start = self.values.len() - columns.len();
+        let start = self.out.values.len() - columns.len();
         self.col = match col {
-            Some(col) if !self.values[start + col].is_nan() => {
+            Some(col) if !self.out.values[start + col].is_nan() => {
                 return Err(self.invalid(format!("row {row} has column {} twice", echo(key))));
             }
             Some(col) => col,
             None if row > 0 => {
-                let message = format!(
-                    "row {row} has column {}, which row 0 does not have",
-                    echo(key)
-                );
+                let key = echo(key);
+                let message = format!("row {row} has column {key}, which row 0 does not have");
                 let message = format!("{message}; every record needs the same columns");
                 return Err(self.fail(ModelErrorType::SchemaMismatch, message));
             }
             None => {
                 self.lookup.insert(key.to_owned(), columns.len());
                 columns.push(key.to_owned());
-                self.values.push(f64::NAN);
+                self.out.values.push(f64::NAN);
                 columns.len() - 1
             }
         };
@@ -447,14 +384,14 @@ impl Decoder {
     fn columns<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
         let (what, mut rows) = (self.what, None);
         while let Some(name) = map.next_key::<String>()? {
-            let columns = self.columns.get_or_insert_default();
+            let columns = self.out.columns.get_or_insert_default();
             if columns.contains(&name) {
                 return Err(self.invalid(format!("{what} has column {} twice", echo(&name))));
             }
-            let (col, start) = (columns.len(), self.values.len());
+            let (col, start) = (columns.len(), self.out.values.len());
             columns.push(name);
             map.next_value_seed(Visit(self, At::Column(col)))?;
-            let count = self.values.len() - start;
+            let count = self.out.values.len() - start;
             let first = *rows.get_or_insert(count);
             if count != first {
                 let (name, first_name) = (self.column_name(col), self.column_name(0));
@@ -462,14 +399,11 @@ impl Decoder {
                 return Err(self.invalid(format!("{message} but column {first_name} has {first}")));
             }
         }
-        let (width, rows) = (
-            self.columns.get_or_insert_default().len(),
-            rows.unwrap_or(0),
-        );
-        let by_column = std::mem::take(&mut self.values);
+        let width = self.out.columns.get_or_insert_default().len();
+        let (by_column, rows) = (std::mem::take(&mut self.out.values), rows.unwrap_or(0));
         let value = |i: usize| by_column[(i % width) * rows + i / width];
-        (self.values, self.width, self.rows) =
-            ((0..rows * width).map(value).collect(), Some(width), rows);
+        self.out.values = (0..rows * width).map(value).collect();
+        (self.width, self.out.rows) = (Some(width), rows);
         Ok(())
     }
 }
@@ -488,6 +422,9 @@ impl<'de> DeserializeSeed<'de> for Visit<'_> {
     }
 }
 
+// Feature values are small integers or measurements: the nearest f64 of an integer is what
+// the model would see from any client.
+#[allow(clippy::cast_precision_loss)]
 impl<'de> Visitor<'de> for Visit<'_> {
     type Value = ();
 
@@ -499,14 +436,10 @@ impl<'de> Visitor<'de> for Visit<'_> {
         Err(self.0.refuse(self.1, "a boolean"))
     }
 
-    // Feature values are small integers or measurements: the nearest f64 is what the model
-    // would see from any client.
-    #[allow(clippy::cast_precision_loss)]
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
         self.visit_f64(v as f64)
     }
 
-    #[allow(clippy::cast_precision_loss)]
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
         self.visit_f64(v as f64)
     }
@@ -516,7 +449,7 @@ impl<'de> Visitor<'de> for Visit<'_> {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
         match self.1 {
             At::Cell(..) => {
-                self.0.values.push(v);
+                self.0.out.values.push(v);
                 Ok(())
             }
             at => Err(self.0.refuse(at, "a number")),
@@ -526,7 +459,11 @@ impl<'de> Visitor<'de> for Visit<'_> {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
         match self.1 {
             At::Name(_) => {
-                self.0.columns.get_or_insert_default().push(v.to_owned());
+                self.0
+                    .out
+                    .columns
+                    .get_or_insert_default()
+                    .push(v.to_owned());
                 Ok(())
             }
             At::Key(row, seen) => self.0.key(row, seen, v),
@@ -545,25 +482,21 @@ impl<'de> Visitor<'de> for Visit<'_> {
         let decoder = self.0;
         match self.1 {
             At::Names => {
-                decoder.columns = Some(Vec::new());
-                decoder.list(&mut seq, None, At::Name).map(|_| ())
+                decoder.out.columns = Some(Vec::new());
+                decoder.list(&mut seq, None, At::Name)?;
             }
             // Only the length of the index matters: its labels are only counted.
-            At::Index => {
-                decoder.labels = Some(decoder.list(&mut seq, Some(0), |_| At::Index)?);
-                Ok(())
-            }
+            At::Index => decoder.labels = Some(decoder.list(&mut seq, Some(0), |_| At::Index)?),
             // With `dataframe_split.columns` first, each row is as wide as the columns.
             At::Rows => {
-                decoder.width = decoder.columns.as_ref().map(Vec::len);
-                decoder.list(&mut seq, None, At::Row).map(|_| ())
+                decoder.width = decoder.out.columns.as_ref().map(Vec::len);
+                decoder.list(&mut seq, None, At::Row)?;
             }
-            At::Row(_) if decoder.records != Some(true) => decoder.row(seq),
-            At::Column(col) => decoder
-                .list(&mut seq, None, |row| At::Cell(row, col))
-                .map(|_| ()),
-            at => Err(decoder.refuse(at, "a list")),
+            At::Row(_) if decoder.records != Some(true) => return decoder.row(seq),
+            At::Column(col) => _ = decoder.list(&mut seq, None, |row| At::Cell(row, col))?,
+            at => return Err(decoder.refuse(at, "a list")),
         }
+        Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {

@@ -7,8 +7,8 @@ use super::*;
 
 fn decode(payload: &Value) -> Result<ModelInvocation, ModelError> {
     // Both entry points must agree on every payload.
-    let from_text = ModelInvocation::decode_str(&payload.to_string(), 3);
-    let from_tree = ModelInvocation::decode_value(payload, 3);
+    let from_text = decode_str(&payload.to_string(), 3);
+    let from_tree = decode_value(payload, 3);
     assert_eq!(from_text, from_tree, "{payload}");
     from_text
 }
@@ -166,7 +166,7 @@ fn rejects_none_several_or_unknown_inputs_naming_the_accepted_keys() {
 
 #[test]
 fn several_inputs_are_named() {
-    let err = ModelInvocation::decode_str(r#"{"instances": [], "inputs": [[1]]}"#, 3).unwrap_err();
+    let err = decode_str(r#"{"instances": [], "inputs": [[1]]}"#, 3).unwrap_err();
     assert!(
         err.message
             .starts_with("the payload has both \"instances\" and \"inputs\""),
@@ -214,7 +214,7 @@ fn non_numeric_cells_name_row_and_column() {
         assert_eq!(invalid(payload), expected);
     }
     // Before the columns arrive, the column is named by its position.
-    let err = ModelInvocation::decode_str(
+    let err = decode_str(
         r#"{"dataframe_split": {"data": [[1, true]], "columns": ["a", "b"]}}"#,
         3,
     )
@@ -228,15 +228,13 @@ fn non_numeric_cells_name_row_and_column() {
 #[test]
 fn numbers_that_are_not_finite_never_reach_the_model() {
     // JSON has no NaN or infinity, and serde_json refuses numbers that overflow f64.
-    let err =
-        ModelInvocation::decode_str(r#"{"instances": [[1e400]]}"#, DEFAULT_MAX_ROWS).unwrap_err();
+    let err = decode_str(r#"{"instances": [[1e400]]}"#, DEFAULT_MAX_ROWS).unwrap_err();
     assert_eq!(err.kind, ModelErrorType::InvalidInput);
     assert!(
         err.message.starts_with("the payload is not valid JSON"),
         "{err}"
     );
-    let err =
-        ModelInvocation::decode_str(r#"{"instances": [[NaN]]}"#, DEFAULT_MAX_ROWS).unwrap_err();
+    let err = decode_str(r#"{"instances": [[NaN]]}"#, DEFAULT_MAX_ROWS).unwrap_err();
     assert!(
         err.message.starts_with("the payload is not valid JSON"),
         "{err}"
@@ -353,18 +351,15 @@ fn malformed_dataframe_split_is_invalid_input() {
     for (payload, expected) in cases {
         assert_eq!(invalid(payload), expected);
     }
-    let err = ModelInvocation::decode_str(
+    let err = decode_str(
         r#"{"dataframe_split": {"columns": ["a"], "columns": ["b"], "data": []}}"#,
         3,
     )
     .unwrap_err();
     assert_eq!(err.message, "dataframe_split has columns twice");
-    let err =
-        ModelInvocation::decode_str(r#"{"dataframe_records": [{"a": 1, "a": 2}]}"#, 3).unwrap_err();
+    let err = decode_str(r#"{"dataframe_records": [{"a": 1, "a": 2}]}"#, 3).unwrap_err();
     assert_eq!(err.message, "row 0 has column \"a\" twice");
-    let err =
-        ModelInvocation::decode_str(r#"{"dataframe_records": [{"a": 1}, {"a": 1, "a": 2}]}"#, 3)
-            .unwrap_err();
+    let err = decode_str(r#"{"dataframe_records": [{"a": 1}, {"a": 1, "a": 2}]}"#, 3).unwrap_err();
     assert_eq!(err.message, "row 1 has column \"a\" twice");
 }
 
@@ -396,7 +391,7 @@ fn the_row_limit_stops_the_parse_at_the_first_row_past_it() {
         r#"{"instances": [[1], [2], [3], 01"#,
         r#"{"inputs": {"a": [1, 2, 3, 01"#,
     ] {
-        let err = ModelInvocation::decode_str(text, 3).unwrap_err();
+        let err = decode_str(text, 3).unwrap_err();
         assert_eq!(err.message, expected, "{text}");
     }
 }
@@ -451,13 +446,13 @@ fn long_keys_are_shortened_in_messages() {
 
 #[test]
 fn syntax_errors_are_invalid_input() {
-    let err = ModelInvocation::decode_str(r#"{"ping": {}"#, 3).unwrap_err();
+    let err = decode_str(r#"{"ping": {}"#, 3).unwrap_err();
     assert_eq!(err.kind, ModelErrorType::InvalidInput);
     assert!(
         err.message.starts_with("the payload is not valid JSON"),
         "{err}"
     );
-    let err = ModelInvocation::decode_str(r#"{"ping": {}} x"#, 3).unwrap_err();
+    let err = decode_str(r#"{"ping": {}} x"#, 3).unwrap_err();
     assert!(
         err.message.starts_with("the payload is not valid JSON"),
         "{err}"
@@ -486,11 +481,8 @@ fn an_object_of_columns_decodes_to_the_same_rows_from_text_and_tree() {
         columns.sort_by(|a, b| a.0.cmp(&b.0));
         columns
     };
-    let streamed = by_name(ModelInvocation::decode_str(text, 10).unwrap());
-    assert_eq!(
-        streamed,
-        by_name(ModelInvocation::decode_value(&value, 10).unwrap())
-    );
+    let streamed = by_name(decode_str(text, 10).unwrap());
+    assert_eq!(streamed, by_name(decode_value(&value, 10).unwrap()));
     assert_eq!(
         streamed,
         [
@@ -505,7 +497,7 @@ fn an_object_of_columns_decodes_to_the_same_rows_from_text_and_tree() {
 #[test]
 fn a_record_with_a_repeated_key_is_refused_from_text() {
     let text = r#"{"dataframe_records": [{"store": 1, "item": 2, "store": 3}]}"#;
-    let err = ModelInvocation::decode_str(text, 10).unwrap_err();
+    let err = decode_str(text, 10).unwrap_err();
     assert!(err.message.contains("\"store\" twice"), "{}", err.message);
 }
 
@@ -910,7 +902,7 @@ mod properties {
     proptest! {
         #[test]
         fn any_text_decodes_or_is_a_typed_error(text in any::<String>()) {
-            if let Err(err) = ModelInvocation::decode_str(&text, 100) {
+            if let Err(err) = decode_str(&text, 100) {
                 prop_assert!(matches!(err.kind, ModelErrorType::InvalidInput | ModelErrorType::SchemaMismatch));
                 prop_assert!(!err.message.is_empty());
             }
@@ -918,8 +910,8 @@ mod properties {
 
         #[test]
         fn any_json_decodes_the_same_from_text_and_tree(value in any_json()) {
-            let from_text = ModelInvocation::decode_str(&value.to_string(), 100);
-            let from_tree = ModelInvocation::decode_value(&value, 100);
+            let from_text = decode_str(&value.to_string(), 100);
+            let from_tree = decode_value(&value, 100);
             prop_assert_eq!(&from_text, &from_tree);
             if let Ok(ModelInvocation::Predict(input)) = from_text {
                 prop_assert_eq!(input.values.len(), input.rows * input.width);
@@ -931,7 +923,7 @@ mod properties {
         #[test]
         fn written_text_decodes_like_its_tree((doc, spaces) in payload_text()) {
             let text = doc.render(&spaces);
-            let from_text = ModelInvocation::decode_str(&text, 100);
+            let from_text = decode_str(&text, 100);
             let typed_refusal = |r: &Result<ModelInvocation, ModelError>| {
                 matches!(r, Err(e) if matches!(e.kind, ModelErrorType::InvalidInput | ModelErrorType::SchemaMismatch))
             };
@@ -950,7 +942,7 @@ mod properties {
                 );
                 return Ok(());
             };
-            let from_tree = ModelInvocation::decode_value(&tree, 100);
+            let from_tree = decode_value(&tree, 100);
             if !doc.has_repeated_keys() && doc.keys_in_tree_order() {
                 // The tree visits keys sorted; text written that way is read identically,
                 // down to the words of an error.
@@ -1006,7 +998,7 @@ mod properties {
                 serde_json::json!({ "dataframe_records": records }),
                 serde_json::json!({ "instances": records }),
             ] {
-                match ModelInvocation::decode_str(&payload.to_string(), 100) {
+                match decode_str(&payload.to_string(), 100) {
                     Ok(ModelInvocation::Predict(input)) if input.rows == 0 => {
                         prop_assert_eq!(input.values.len(), 0);
                     }
