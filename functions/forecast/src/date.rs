@@ -49,25 +49,21 @@ fn parse_any_year(s: &str) -> Option<NaiveDate> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.date_naive());
     }
-    for format in [
+    // Local times, then times with an offset (whose date is the one written, not UTC's).
+    const LOCAL: [&str; 3] = [
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M:%S%.f",
         "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(s, format) {
-            return Some(dt.date());
-        }
-    }
-    for format in [
+    ];
+    const ZONED: [&str; 3] = [
         "%Y-%m-%dT%H:%M:%S%.f%:z",
         "%Y-%m-%d %H:%M:%S%.f%:z",
         "%Y-%m-%dT%H:%M:%S%.f%z",
-    ] {
-        if let Ok(dt) = DateTime::parse_from_str(s, format) {
-            return Some(dt.date_naive());
-        }
-    }
-    None
+    ];
+    let local = |format| NaiveDateTime::parse_from_str(s, format).ok();
+    let zoned = |format| DateTime::parse_from_str(s, format).ok();
+    (LOCAL.into_iter().find_map(local).map(|dt| dt.date()))
+        .or_else(|| ZONED.into_iter().find_map(zoned).map(|dt| dt.date_naive()))
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use forecast::wire::{FunctionErrorType, ModelErrorType, PredictOptions};
+use forecast::distribution::LevelMap;
+use forecast::wire::{FunctionErrorType, ModelErrorType, ModelIdentity, PredictOptions};
 use forecast::{FieldError, ForecastRequest};
 use lambda_http::http::{HeaderName, HeaderValue, StatusCode, header};
 use lambda_http::request::RequestContext;
@@ -15,7 +16,7 @@ use crate::auth::{self, ApiAuth};
 use crate::config::Limits;
 use crate::decode::{self, BodyError};
 use crate::error::{ApiError, error_builder, json_response};
-use crate::model::Model;
+use crate::model::{Locate, Model};
 use crate::model_client::{ModelCallError, ModelClient};
 use crate::observe::{self, RequestRecord, Trace};
 use crate::routes::{Handler, Route};
@@ -142,22 +143,14 @@ impl<C: ModelClient> Orchestrator<C> {
         request: &Request,
         trace: &mut Trace,
     ) -> Result<Response<Body>, ApiError> {
-        let body = self.json_body(request)?;
-        let forecast = ForecastRequest::from_json(&body, &["body"]);
-        let options = decode::body_options(&body);
-        let (forecast, options) = both(forecast, options)?;
-        let (predicted, _) = self
-            .model
-            .predict(
-                &[forecast],
-                1,
-                &|_| vec!["body".to_owned()],
-                &options,
-                trace,
-            )
-            .await
-            .map_err(|e| no_distribution(e, "body", &options))?;
-        let (sales, quantiles) = predicted.rows().next().ok_or_else(|| {
+        let read = |body: &Value| ForecastRequest::from_json(body, &["body"]);
+        let (forecast, options) = self.body_with_options(request, read)?;
+        let requests = [forecast];
+        let at = |_| vec!["body".to_owned()];
+        let (answers, _) = self
+            .predict_each(&requests, 1, &at, ("body", &options), trace)
+            .await?;
+        let (_, sales, quantiles) = answers.into_iter().next().ok_or_else(|| {
             ModelCallError::BadResponse("no prediction for the request".to_owned())
         })?;
         Ok(json_response(
@@ -171,22 +164,21 @@ impl<C: ModelClient> Orchestrator<C> {
         request: &Request,
         trace: &mut Trace,
     ) -> Result<Response<Body>, ApiError> {
-        let body = self.json_body(request)?;
-        let requests = decode::batch_instances(&body);
-        let options = decode::body_options(&body);
-        let (requests, options) = both(requests, options)?;
-        drop(body);
+        let (requests, options) = self.body_with_options(request, decode::batch_instances)?;
         let at_instance =
             |index: usize| vec!["body".to_owned(), "instances".to_owned(), index.to_string()];
-        let (predicted, identity) = self
-            .model
-            .predict(&requests, requests.len(), &at_instance, &options, trace)
-            .await
-            .map_err(|e| no_distribution(e, "body", &options))?;
-        let predictions = requests
-            .iter()
-            .zip(predicted.rows())
-            .map(|(request, (sales, quantiles))| BatchPrediction {
+        let (answers, identity) = self
+            .predict_each(
+                &requests,
+                requests.len(),
+                &at_instance,
+                ("body", &options),
+                trace,
+            )
+            .await?;
+        let predictions = answers
+            .into_iter()
+            .map(|(request, sales, quantiles)| BatchPrediction {
                 date: request.date.to_string(),
                 store: request.store.get(),
                 item: request.item.get(),
@@ -211,15 +203,13 @@ impl<C: ModelClient> Orchestrator<C> {
         let (query, options) = both(query, options)?;
         let requests = query.requests();
         // Every day has the same store and item: the first stands for all.
-        let (predicted, identity) = self
-            .model
-            .predict(&requests, 1, &|_| vec!["query".to_owned()], &options, trace)
-            .await
-            .map_err(|e| no_distribution(e, "query", &options))?;
-        let forecast = requests
-            .iter()
-            .zip(predicted.rows())
-            .map(|(request, (sales, quantiles))| ForecastPoint {
+        let at = |_| vec!["query".to_owned()];
+        let (answers, identity) = self
+            .predict_each(&requests, 1, &at, ("query", &options), trace)
+            .await?;
+        let forecast = answers
+            .into_iter()
+            .map(|(request, sales, quantiles)| ForecastPoint {
                 date: request.date.to_string(),
                 sales,
                 quantiles,
@@ -234,6 +224,27 @@ impl<C: ModelClient> Orchestrator<C> {
             model: identity.into(),
         };
         Ok(json_response(ok_builder(), &answer))
+    }
+
+    /// Predicts `requests` (the first `checked` checked against the model's domain) and pairs
+    /// each with its point and quantiles. A model without distribution metadata is a 422 on
+    /// the option asked for in `part` ("body" or "query").
+    async fn predict_each<'r>(
+        &self,
+        requests: &'r [ForecastRequest],
+        checked: usize,
+        loc: Locate<'_>,
+        (part, options): (&str, &PredictOptions),
+        trace: &mut Trace,
+    ) -> Result<(Vec<Answer<'r>>, ModelIdentity), ApiError> {
+        let (predicted, identity) = self
+            .model
+            .predict(requests, checked, loc, options, trace)
+            .await
+            .map_err(|e| no_distribution(e, part, options))?;
+        let rows = requests.iter().zip(predicted.rows());
+        let answers = rows.map(|(request, (sales, quantiles))| (request, sales, quantiles));
+        Ok((answers.collect(), identity))
     }
 
     async fn health(&self, trace: &mut Trace) -> Response<Body> {
@@ -255,6 +266,17 @@ impl<C: ModelClient> Orchestrator<C> {
                 not_ready()
             }
         }
+    }
+
+    /// What `read` takes from the JSON body, and the options (`quantiles`, `point`) it asks
+    /// for, each validated; the body itself is dropped before the model is asked.
+    fn body_with_options<T>(
+        &self,
+        request: &Request,
+        read: impl FnOnce(&Value) -> Result<T, Vec<FieldError>>,
+    ) -> Result<(T, PredictOptions), ApiError> {
+        let body = self.json_body(request)?;
+        both(read(&body), decode::body_options(&body))
     }
 
     fn json_body(&self, request: &Request) -> Result<Value, ApiError> {
@@ -286,6 +308,9 @@ fn both<A, B>(
         )),
     }
 }
+
+/// A request, its predicted point and, when asked for, its quantiles by level.
+type Answer<'r> = (&'r ForecastRequest, f64, Option<LevelMap<f64>>);
 
 /// A model without a predictive distribution refuses quantiles and SMAPE points: that is the
 /// request asking for what this model cannot answer, a 422 at the field that asked.

@@ -129,29 +129,7 @@ enum Command {
     },
     /// SVG chart of one store-item: history, the model's forecast and P10-P90 band over its
     /// validation window and the horizon after the history.
-    Plot {
-        /// Directory holding model.txt and manifest.json.
-        #[arg(long, default_value = "data/models/demand")]
-        model_dir: PathBuf,
-        /// Sales history in the schema date,store,item,sales.
-        #[arg(long, default_value = "data/generated/train.csv")]
-        data: PathBuf,
-        /// Store id.
-        #[arg(long)]
-        store: u32,
-        /// Item id.
-        #[arg(long)]
-        item: u32,
-        /// Days of history shown before the validation window.
-        #[arg(long, default_value_t = 180)]
-        history_days: u32,
-        /// Days forecast after the last day of the history.
-        #[arg(long, default_value_t = 90)]
-        horizon: u32,
-        /// Output SVG file.
-        #[arg(long, default_value = "forecast.svg")]
-        out: PathBuf,
-    },
+    Plot(PlotArgs),
     /// Write a Kaggle submission (id,sales) for a test.csv (id,date,store,item).
     Predict {
         /// Directory holding model.txt and manifest.json.
@@ -203,6 +181,31 @@ enum BatchCommand {
         #[arg(long, default_value_t = 3600)]
         timeout_secs: u64,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct PlotArgs {
+    /// Directory holding model.txt and manifest.json.
+    #[arg(long, default_value = "data/models/demand")]
+    model_dir: PathBuf,
+    /// Sales history in the schema date,store,item,sales.
+    #[arg(long, default_value = "data/generated/train.csv")]
+    data: PathBuf,
+    /// Store id.
+    #[arg(long)]
+    store: u32,
+    /// Item id.
+    #[arg(long)]
+    item: u32,
+    /// Days of history shown before the validation window.
+    #[arg(long, default_value_t = 180)]
+    history_days: u32,
+    /// Days forecast after the last day of the history.
+    #[arg(long, default_value_t = 90)]
+    horizon: u32,
+    /// Output SVG file.
+    #[arg(long, default_value = "forecast.svg")]
+    out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -268,6 +271,51 @@ impl SubmitArgs {
 fn parse_point(text: &str) -> Result<forecast::distribution::PointKind, String> {
     forecast::distribution::PointKind::parse(text)
         .ok_or_else(|| format!("expected mean or smape, got {text:?}"))
+}
+
+/// `demand plot`: the chart of one store-item.
+fn plot(args: PlotArgs) -> anyhow::Result<()> {
+    let PlotArgs { store, item, .. } = args;
+    let model = trainer::evaluate::ModelDir::load(&args.model_dir)?;
+    let history = trainer::data::read_sales_csv(&args.data)?;
+    let last = history
+        .records
+        .iter()
+        .map(|r| r.date)
+        .max()
+        .context("the history is empty")?;
+    // The validation window of a time split; otherwise the last `horizon` days.
+    let from = match model.manifest.split.parse::<trainer::split::Split>() {
+        Ok(trainer::split::Split::Time { cutoff }) => cutoff,
+        _ => last
+            .checked_sub_days(chrono::Days::new(u64::from(args.horizon)))
+            .context("date out of range")?,
+    };
+    let distribution = model
+        .manifest
+        .distribution
+        .as_ref()
+        .map_or(forecast::distribution::Predictive::POISSON, |d| {
+            d.predictive
+        });
+    let days = trainer::plot::plot_days(
+        &history.records,
+        (store, item),
+        trainer::plot::PlotSpan {
+            from,
+            history_days: args.history_days,
+            horizon: args.horizon,
+        },
+        distribution,
+        |requests| model.predict_requests(requests),
+    )?;
+    let title = format!(
+        "store {store}, item {item}: {}/{} from {from} ({} band)",
+        model.manifest.name, model.manifest.version, distribution.family
+    );
+    trainer::plot::write_svg(&args.out, &title, &days)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -520,55 +568,7 @@ async fn main() -> anyhow::Result<()> {
                 "oracle_smape_point": trainer::metrics::all(&actual, &points),
             }))?;
         }
-        Command::Plot {
-            model_dir,
-            data,
-            store,
-            item,
-            history_days,
-            horizon,
-            out,
-        } => {
-            let model = trainer::evaluate::ModelDir::load(&model_dir)?;
-            let history = trainer::data::read_sales_csv(&data)?;
-            let last = history
-                .records
-                .iter()
-                .map(|r| r.date)
-                .max()
-                .context("the history is empty")?;
-            // The validation window of a time split; otherwise the last `horizon` days.
-            let from = match model.manifest.split.parse::<trainer::split::Split>() {
-                Ok(trainer::split::Split::Time { cutoff }) => cutoff,
-                _ => last
-                    .checked_sub_days(chrono::Days::new(u64::from(horizon)))
-                    .context("date out of range")?,
-            };
-            let distribution = model
-                .manifest
-                .distribution
-                .as_ref()
-                .map_or(forecast::distribution::Predictive::POISSON, |d| {
-                    d.predictive
-                });
-            let days = trainer::plot::plot_days(
-                &history.records,
-                (store, item),
-                trainer::plot::PlotSpan {
-                    from,
-                    history_days,
-                    horizon,
-                },
-                distribution,
-                |requests| model.predict_requests(requests),
-            )?;
-            let title = format!(
-                "store {store}, item {item}: {}/{} from {from} ({} band)",
-                model.manifest.name, model.manifest.version, distribution.family
-            );
-            trainer::plot::write_svg(&out, &title, &days)?;
-            eprintln!("wrote {}", out.display());
-        }
+        Command::Plot(args) => plot(args)?,
         Command::Predict {
             model_dir,
             test,

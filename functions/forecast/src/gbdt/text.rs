@@ -778,11 +778,8 @@ impl<'a> Fields<'a> {
             });
         }
         let internal = num_leaves - 1;
-        let features = integers(
-            required(self.split_feature, "split_feature")?,
-            internal,
-            "split_feature",
-        )?;
+        let node_integers = |value, name| integers(required(value, name)?, internal, name);
+        let features = node_integers(self.split_feature, "split_feature")?;
         let thresholds = numbers(
             required(self.threshold, "threshold")?,
             internal,
@@ -795,16 +792,8 @@ impl<'a> Fields<'a> {
             Some(value) => integers(value, internal, "decision_type")?,
             None => vec![0; internal],
         };
-        let lefts = integers(
-            required(self.left_child, "left_child")?,
-            internal,
-            "left_child",
-        )?;
-        let rights = integers(
-            required(self.right_child, "right_child")?,
-            internal,
-            "right_child",
-        )?;
+        let lefts = node_integers(self.left_child, "left_child")?;
+        let rights = node_integers(self.right_child, "right_child")?;
         let mut nodes = Vec::with_capacity(internal);
         for i in 0..internal {
             let feature = usize::try_from(features[i])
