@@ -364,7 +364,6 @@ impl<'s, 'a> PartitionWriter<'s, 'a> {
         let sales = self
             .scorer
             .model
-            .booster
             .predict(&self.features)
             .map_err(|e| BatchError::Prediction(e.to_string()))?;
         let mut text = String::with_capacity(self.pending.len() * 40);

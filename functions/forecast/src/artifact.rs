@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ModelManifest;
 use crate::gbdt::{Booster, BoosterReader, ModelTextError};
+use crate::manifest::MANIFEST_FORMAT_VERSION;
 
 /// Why a model text is not the servable booster its manifest describes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +42,9 @@ pub enum ArtifactError {
     /// The evaluator does not reproduce LightGBM's predictions of the manifest's check rows.
     #[error("{0}")]
     CheckRows(String),
+    /// The manifest is of a newer format or its baseline does not fit the booster.
+    #[error("{0}")]
+    Manifest(String),
 }
 
 impl From<ModelTextError> for ArtifactError {
@@ -128,9 +132,22 @@ impl ArtifactReader {
                 booster: booster.feature_names().to_vec(),
             });
         }
+        if manifest.format_version > MANIFEST_FORMAT_VERSION {
+            return Err(ArtifactError::Manifest(format!(
+                "manifest format {} is newer than this reader's {MANIFEST_FORMAT_VERSION}; \
+                 update the function",
+                manifest.format_version
+            )));
+        }
+        let baseline = manifest.baseline.as_ref();
+        if let Some(baseline) = baseline {
+            baseline
+                .check(manifest.features.len())
+                .map_err(ArtifactError::Manifest)?;
+        }
         let read = Instant::now();
         booster
-            .verify(&manifest.check_rows)
+            .verify(&manifest.check_rows, baseline)
             .map_err(ArtifactError::CheckRows)?;
         timings.hashing += hashed - start;
         timings.reading += read - hashed;

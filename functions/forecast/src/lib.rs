@@ -7,6 +7,7 @@
 //! - [`date`]: parsing of request dates (`2018-01-01`, ISO datetimes with or without offset);
 //! - [`request`]: the business request `{date, store, item}` and its field-level validation;
 //! - [`features`]: the named feature vocabulary and the row builder;
+//! - [`baseline`]: the multiplicative main-effects baseline a booster may be trained on top of;
 //! - [`distribution`]: predictive count distributions: quantiles, SMAPE-optimal points, calibration;
 //! - [`gbdt`]: the native LightGBM evaluator, bit-identical to LightGBM's predictor;
 //! - [`manifest`]: the model manifest stored beside every booster, and its S3 layout;
@@ -16,6 +17,7 @@
 //! Run its tests with `cargo test -p forecast`.
 
 pub mod artifact;
+pub mod baseline;
 pub mod date;
 pub mod distribution;
 pub mod features;

@@ -9,14 +9,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::baseline::Baseline;
 use crate::distribution::{DistributionInfo, PointKind};
 use crate::gbdt::CheckRow;
 use crate::request::{FieldError, ForecastRequest};
 
 /// Version of the manifest schema written by this code (2: check rows; 3: predictive
-/// distribution, point choice and backtest). Every field added since 1 has a default, so
-/// manifests of older formats still load (without quantiles).
-pub const MANIFEST_FORMAT_VERSION: u32 = 3;
+/// distribution, point choice and backtest; 4: baseline). Every field added since 1 has a
+/// default, so manifests of older formats still load (without quantiles). A host older than
+/// format 4 cannot serve a model with a baseline, and refuses it: its check rows carry the
+/// baseline, which such a host does not apply.
+pub const MANIFEST_FORMAT_VERSION: u32 = 4;
 /// File name of the booster inside a model prefix.
 pub const MODEL_FILE: &str = "model.txt";
 /// File name of the manifest inside a model prefix.
@@ -71,6 +74,10 @@ pub struct ModelManifest {
     /// The rolling-origin backtest of the training recipe (format 3), when one was run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backtest: Option<serde_json::Value>,
+    /// The baseline the booster was trained on top of (format 4): every prediction is the
+    /// booster's times the row's baseline, check rows included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
 }
 
 /// The input domain seen in training.

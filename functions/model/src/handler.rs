@@ -77,7 +77,7 @@ fn predict(model: &LoadedModel, input: ScoringInput) -> Result<PredictionsRespon
     let rows = input.rows;
     let options = input.options.clone();
     let values = align(&model.manifest.features, input)?;
-    let means = model.booster.predict(&values).map_err(|e| {
+    let means = model.predict(&values).map_err(|e| {
         tracing::error!(error = %e, "prediction failed");
         ModelError::new(
             ModelErrorType::Internal,
@@ -300,6 +300,35 @@ mod model_tests {
         );
         assert_eq!(served, direct);
         assert!(served[0] > served[1], "a weighs three times b: {served:?}");
+    }
+
+    #[test]
+    fn a_model_with_a_baseline_answers_the_booster_times_each_rows_baseline() {
+        // GIVEN the tiny model on a baseline with factors on `a` (2 at 0, 3 at 19)
+        use forecast::baseline::{Baseline, Factors};
+        use forecast::gbdt::ExactF64;
+        let mut model = loaded();
+        model.manifest.baseline = Some(Baseline {
+            level: ExactF64(1.5),
+            factors: vec![
+                Factors {
+                    values: vec![ExactF64(0.0), ExactF64(19.0)],
+                    factors: vec![ExactF64(2.0), ExactF64(3.0)],
+                },
+                Factors {
+                    values: vec![ExactF64(0.0)],
+                    factors: vec![ExactF64(1.0)],
+                },
+            ],
+        });
+        let direct = model.booster.predict(&[19.0, 0.0, 0.0, 19.0]).unwrap();
+        // WHEN rows are predicted, columns in another order
+        let served = predictions(
+            &model,
+            json!({"dataframe_split": {"columns": ["b", "a"], "data": [[0, 19], [19, 0]]}}),
+        );
+        // THEN each is the booster's prediction times its own row's baseline
+        assert_eq!(served, [direct[0] * (1.5 * 3.0), direct[1] * (1.5 * 2.0)]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use forecast::{ModelLocation, ModelManifest};
 use crate::config::{ModelConfig, ModelSource};
 use crate::error::{FetchErrorKind, InitError};
 use forecast::artifact::{ArtifactError, ArtifactReader, VerifiedBooster};
-use forecast::gbdt::Booster;
+use forecast::gbdt::{Booster, RowShapeError};
 
 /// Largest object the host will load. A booster this big could not be served from a Lambda
 /// function's memory anyway, and the cap keeps a bogus `Content-Length` from reserving it.
@@ -308,6 +308,18 @@ pub struct LoadedModel {
     pub timings: InitTimings,
 }
 
+impl LoadedModel {
+    /// The model's predictions (its mean) for rows in its feature order, row-major: the
+    /// booster's, times each row's baseline when the model has one.
+    pub fn predict(&self, values: &[f64]) -> Result<Vec<f64>, RowShapeError> {
+        let mut means = self.booster.predict(values)?;
+        if let Some(baseline) = &self.manifest.baseline {
+            baseline.apply(values, &mut means);
+        }
+        Ok(means)
+    }
+}
+
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
@@ -388,6 +400,10 @@ pub async fn load_model<S: ObjectStore>(
                 booster,
             },
             ArtifactError::CheckRows(reason) => InitError::CheckRowsMismatch { uri, reason },
+            ArtifactError::Manifest(reason) => InitError::BadManifest {
+                uri: manifest_uri.clone(),
+                reason,
+            },
         }
     })?;
     let total = started.elapsed();

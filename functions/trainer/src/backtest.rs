@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::data::SalesRecord;
-use crate::train::{fit_booster, matrix, predict};
+use crate::train::{fit_booster, matrix};
 use crate::{calibrate, metrics};
 
 /// One scored window.
@@ -101,9 +101,9 @@ pub fn backtest(
             "no rows before the window starting {start}"
         );
         anyhow::ensure!(!scored.is_empty(), "no rows in the window starting {start}");
-        let (booster, _) = fit_booster(features, &fit, parameters)?;
+        let fitted = fit_booster(features, &fit, parameters)?;
         let (x, y) = matrix(features, &scored);
-        let predicted = predict(&booster, features.len(), &x)?;
+        let predicted = fitted.predict(features.len(), &x)?;
         let actual: Vec<f64> = y.iter().map(|v| f64::from(*v)).collect();
         let window = BacktestWindow {
             start: start.to_string(),

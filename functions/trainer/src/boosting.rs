@@ -77,6 +77,9 @@ pub struct TrainingData<'a> {
     pub labels: &'a [f32],
     /// Feature names, in column order.
     pub names: &'a [String],
+    /// Each row's starting raw score (LightGBM's `init_score`), when boosting starts from a
+    /// baseline instead of the labels' average.
+    pub init_score: Option<&'a [f64]>,
 }
 
 /// Trains `rounds` boosting rounds (fewer if LightGBM cannot split any more), calling
@@ -132,6 +135,25 @@ pub fn train_model_text(
             sys::C_API_DTYPE_FLOAT32 as c_int,
         )
     })?;
+    if let Some(init_score) = data.init_score {
+        if init_score.len() != n_rows {
+            return Err(format!(
+                "{} initial scores for {n_rows} rows",
+                init_score.len()
+            ));
+        }
+        // SAFETY: `init_score` holds nrow f64 values (checked above) that LightGBM copies; the
+        // field name is a C string.
+        check(unsafe {
+            sys::LGBM_DatasetSetField(
+                dataset.0,
+                c"init_score".as_ptr(),
+                init_score.as_ptr().cast::<c_void>(),
+                nrow,
+                sys::C_API_DTYPE_FLOAT64 as c_int,
+            )
+        })?;
+    }
     // SAFETY: `name_ptrs` holds ncol pointers to C strings owned by `names`, alive for the call.
     check(unsafe { sys::LGBM_DatasetSetFeatureNames(dataset.0, name_ptrs.as_mut_ptr(), ncol) })?;
 
@@ -224,6 +246,7 @@ mod tests {
                 features: &features,
                 labels: &labels,
                 names: &names,
+                init_score: None,
             },
             &params,
             7,
@@ -244,6 +267,7 @@ mod tests {
                 features: &[1.0, 2.0],
                 labels: &[1.0],
                 names: &names,
+                init_score: None,
             },
             &Map::new(),
             1,
@@ -259,6 +283,7 @@ mod tests {
                 features: &[1.0, 2.0],
                 labels: &[1.0, 2.0],
                 names: &names,
+                init_score: None,
             },
             &params,
             1,

@@ -100,7 +100,7 @@ impl ModelDir {
     /// and each default quantile's coverage (ties half), wQL and WAPE (`p10_coverage`, ...).
     pub fn evaluate(&self, history: &SalesHistory) -> anyhow::Result<BTreeMap<String, f64>> {
         let (x, y) = matrix(&self.features, &history.records);
-        let predicted = self.booster.predict(&x)?;
+        let predicted = self.predict_matrix(&x)?;
         let actual: Vec<f64> = y.iter().map(|v| f64::from(*v)).collect();
         let mut report = metrics::all(&actual, &predicted);
         report.insert("wape".to_owned(), metrics::wape(&actual, &predicted));
@@ -131,7 +131,7 @@ impl ModelDir {
             .iter()
             .flat_map(|r| features::build_row(&self.features, r))
             .collect();
-        Ok(self.booster.predict(&x)?)
+        self.predict_matrix(&x)
     }
 
     /// The booster's predictions (the mean point) for sales records.
@@ -140,12 +140,22 @@ impl ModelDir {
         records: &[crate::data::SalesRecord],
     ) -> anyhow::Result<Vec<f64>> {
         let (x, _) = matrix(&self.features, records);
-        Ok(self.booster.predict(&x)?)
+        self.predict_matrix(&x)
     }
 
     /// Predictions for test rows, built with the same feature code the orchestrator uses.
     pub fn predict_rows(&self, rows: &[TestRow]) -> anyhow::Result<Vec<f64>> {
-        Ok(self.booster.predict(&test_matrix(&self.features, rows))?)
+        self.predict_matrix(&test_matrix(&self.features, rows))
+    }
+
+    /// The model's predictions for a row-major matrix: the booster's, times each row's
+    /// baseline when the model has one (what the model function answers).
+    fn predict_matrix(&self, x: &[f64]) -> anyhow::Result<Vec<f64>> {
+        let mut predicted = self.booster.predict(x)?;
+        if let Some(baseline) = &self.manifest.baseline {
+            baseline.apply(x, &mut predicted);
+        }
+        Ok(predicted)
     }
 
     /// The model function's payload for test rows: what the orchestrator sends for the same
@@ -233,7 +243,7 @@ mod tests {
         // AND scored, the rows give `demand predict`'s predictions
         let flat: Vec<f64> = split.data.concat();
         assert_eq!(
-            model.booster.predict(&flat).unwrap(),
+            model.predict_matrix(&flat).unwrap(),
             model.predict_rows(&rows).unwrap()
         );
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use forecast::artifact::sha256_hex;
+use forecast::baseline::Baseline;
 use forecast::distribution::{DistributionInfo, PointKind};
 use forecast::features::{self, Feature, ORIGINAL_FEATURES};
 use forecast::gbdt::{CheckRow, ExactF64};
@@ -112,12 +113,12 @@ pub fn train(
         config.split
     );
 
-    let (booster, model_text) = fit_booster(features, &fit, &parameters)?;
+    let fitted = fit_booster(features, &fit, &parameters)?;
     let (metrics, distribution) = if validation.is_empty() {
         (BTreeMap::new(), None)
     } else {
         let (valid_x, valid_y) = matrix(features, &validation);
-        let predicted = predict(&booster, features.len(), &valid_x)?;
+        let predicted = fitted.predict(features.len(), &valid_x)?;
         let actual: Vec<f64> = valid_y.iter().map(|v| f64::from(*v)).collect();
         validation_report(&config.split.to_string(), &actual, &predicted)
     };
@@ -128,14 +129,19 @@ pub fn train(
     );
     // With --refit the validated recipe is retrained on every row; the metrics above remain
     // the honest estimate, and `rows.fit` records that the booster saw all rows.
-    let ((booster, model_text), fit_rows) = if config.refit && !validation.is_empty() {
+    let (fitted, fit_rows) = if config.refit && !validation.is_empty() {
         (
             fit_booster(features, &history.records, &parameters)?,
             history.records.len(),
         )
     } else {
-        ((booster, model_text), fit.len())
+        (fitted, fit.len())
     };
+    let Fitted {
+        booster,
+        text: model_text,
+        baseline,
+    } = fitted;
 
     let model_sha256 = sha256_hex(model_text.as_bytes());
     let manifest = ModelManifest {
@@ -162,10 +168,15 @@ pub fn train(
             validation: validation.len() as u64,
         },
         tool_versions: tool_versions(&model_text),
-        check_rows: check_rows(&model_text, &base_row(features, &history.records))?,
+        check_rows: check_rows(
+            &model_text,
+            &base_row(features, &history.records),
+            baseline.as_ref(),
+        )?,
         distribution,
         point: config.point,
         backtest: None,
+        baseline,
     };
 
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -216,14 +227,74 @@ const ROUND_ALIASES: [&str; 9] = [
     "n_estimators",
 ];
 
-/// Fits one booster on `records`, with a progress bar of the rounds on a terminal. Returns
-/// the loaded booster and the model text LightGBM wrote without its training statistics,
-/// which is what gets saved.
+/// The parameter (ours, not LightGBM's) that boosts on top of a [`Baseline`].
+pub const BASELINE_PARAM: &str = "baseline";
+
+/// Objectives whose prediction is `exp(raw score)`, so that starting from the log of a
+/// baseline is the same as multiplying the booster's prediction by it.
+const LOG_LINK_OBJECTIVES: [&str; 3] = ["poisson", "gamma", "tweedie"];
+
+/// A fitted booster: LightGBM's reading of the saved text, the text, and the baseline it
+/// was boosted on top of, if any.
+pub(crate) struct Fitted {
+    /// The booster.
+    pub(crate) booster: Booster,
+    /// `model.txt` as saved.
+    pub(crate) text: String,
+    /// The baseline, with `baseline = true`.
+    pub(crate) baseline: Option<Baseline>,
+}
+
+impl Fitted {
+    /// Predicts a row-major matrix: the booster's predictions times each row's baseline.
+    pub(crate) fn predict(&self, n_features: usize, x: &[f64]) -> anyhow::Result<Vec<f64>> {
+        let mut predicted = predict(&self.booster, n_features, x)?;
+        if let Some(baseline) = &self.baseline {
+            baseline.apply(x, &mut predicted);
+        }
+        Ok(predicted)
+    }
+}
+
+/// The baseline `parameters` ask for, fitted on `x` and `y`, and the parameters without
+/// [`BASELINE_PARAM`] (LightGBM does not know it).
+fn baseline_of(
+    parameters: &Map<String, Value>,
+    x: &[f64],
+    y: &[f32],
+    width: usize,
+) -> anyhow::Result<(Option<Baseline>, Map<String, Value>)> {
+    let mut lightgbm = parameters.clone();
+    let wanted = match lightgbm.remove(BASELINE_PARAM) {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(other) => anyhow::bail!("{BASELINE_PARAM} must be true or false, got {other}"),
+    };
+    if !wanted {
+        return Ok((None, lightgbm));
+    }
+    let objective = lightgbm
+        .get("objective")
+        .and_then(Value::as_str)
+        .unwrap_or("regression");
+    anyhow::ensure!(
+        LOG_LINK_OBJECTIVES.contains(&objective),
+        "{BASELINE_PARAM} = true needs a log-link objective ({}), not {objective}",
+        LOG_LINK_OBJECTIVES.join(", ")
+    );
+    let baseline = Baseline::fit(x, width, y).map_err(|e| anyhow::anyhow!("baseline: {e}"))?;
+    Ok((Some(baseline), lightgbm))
+}
+
+/// Fits one booster on `records`, with a progress bar of the rounds on a terminal, on top of
+/// a baseline when the parameters ask for one. Returns LightGBM's reading of the model text
+/// it wrote without its training statistics (which is what gets saved), the text, and the
+/// baseline.
 pub(crate) fn fit_booster(
     features: &[Feature],
     records: &[SalesRecord],
     parameters: &Map<String, Value>,
-) -> anyhow::Result<(Booster, String)> {
+) -> anyhow::Result<Fitted> {
     let rounds = ROUND_ALIASES
         .iter()
         .find_map(|k| parameters.get(*k))
@@ -232,6 +303,10 @@ pub(crate) fn fit_booster(
         .filter(|n| *n >= 1)
         .context("the number of rounds must be a whole number >= 1")?;
     let (x, y) = matrix(features, records);
+    let (baseline, parameters) = baseline_of(parameters, &x, &y, features.len())?;
+    let init_score: Option<Vec<f64>> = baseline
+        .as_ref()
+        .map(|b| x.chunks(features.len()).map(|row| b.of(row).ln()).collect());
     let names = features::names(features);
     // indicatif draws only when stderr is a terminal, so pipes and CI logs stay quiet.
     let bar = indicatif::ProgressBar::new(u64::from(rounds)).with_style(
@@ -245,8 +320,9 @@ pub(crate) fn fit_booster(
             features: &x,
             labels: &y,
             names: &names,
+            init_score: init_score.as_deref(),
         },
-        parameters,
+        &parameters,
         rounds,
         |round| bar.set_position(u64::from(round)),
     )
@@ -259,14 +335,23 @@ pub(crate) fn fit_booster(
     let text = forecast::gbdt::without_training_statistics(&text)
         .map_err(|e| anyhow::anyhow!("the trained model text: {e}"))?;
     let booster = Booster::from_string(&text).context("loading the trained booster")?;
-    Ok((booster, text))
+    Ok(Fitted {
+        booster,
+        text,
+        baseline,
+    })
 }
 
 /// Check rows for the manifest: the native evaluator's probe rows of `model_text` (every
 /// threshold and its neighbours, zeros, NaN, infinities, values outside the training range,
-/// around `base`), each with LightGBM's own prediction. A model the native evaluator cannot
-/// read gets none, which the model host and `publish` refuse with the reason.
-pub fn check_rows(model_text: &str, base: &[f64]) -> anyhow::Result<Vec<CheckRow>> {
+/// around `base`), each with LightGBM's own prediction times the row's baseline when there is
+/// one. A model the native evaluator cannot read gets none, which the model host and
+/// `publish` refuse with the reason.
+pub fn check_rows(
+    model_text: &str,
+    base: &[f64],
+    baseline: Option<&Baseline>,
+) -> anyhow::Result<Vec<CheckRow>> {
     let native = match forecast::gbdt::Booster::from_model_text(model_text) {
         Ok(native) => native,
         Err(_) => return Ok(Vec::new()),
@@ -274,7 +359,11 @@ pub fn check_rows(model_text: &str, base: &[f64]) -> anyhow::Result<Vec<CheckRow
     let width = native.num_features();
     let rows = native.probe_rows(base);
     let lightgbm = Booster::from_string(model_text).context("loading the trained booster")?;
-    let predictions = predict(&lightgbm, width, &rows.concat())?;
+    let flat = rows.concat();
+    let mut predictions = predict(&lightgbm, width, &flat)?;
+    if let Some(baseline) = baseline {
+        baseline.apply(&flat, &mut predictions);
+    }
     anyhow::ensure!(
         predictions.len() == rows.len(),
         "LightGBM answered {} predictions for {} check rows",
@@ -415,6 +504,64 @@ mod tests {
             smape < 0.8 * best_smape,
             "SMAPE {smape} does not beat the constant {best_constant} ({best_smape}) by 20%"
         );
+    }
+
+    #[test]
+    fn a_baseline_model_predicts_the_booster_times_the_baseline_and_needs_it_to_load() {
+        // GIVEN four years of two stores and two items, and a Poisson booster on a baseline
+        let (dir, history) = crate::generate::generated_history(
+            2,
+            2,
+            chrono::NaiveDate::from_ymd_opt(2016, 12, 31).unwrap(),
+            1,
+        );
+        let out = dir.path().join("model");
+        let config = TrainConfig {
+            version: "b1".into(),
+            split: "time:2016-07-01".parse().unwrap(),
+            ..TrainConfig::default()
+        }
+        .set("objective", json!("poisson"))
+        .set(BASELINE_PARAM, json!(true))
+        .set("num_iterations", json!(10));
+        // WHEN it is trained
+        let trained = train(&history, &config, &out).unwrap();
+        // THEN the manifest (format 4) carries the baseline and the recipe asks for it
+        let manifest = &trained.manifest;
+        assert_eq!(manifest.format_version, 4);
+        let baseline = manifest.baseline.as_ref().unwrap();
+        assert_eq!(baseline.factors.len(), manifest.features.len());
+        assert_eq!(manifest.parameters[BASELINE_PARAM], json!(true));
+        // AND the model directory loads (its check rows verified with the baseline) and
+        // predicts LightGBM's prediction times each row's baseline, bit for bit
+        let model = crate::evaluate::ModelDir::load(&out).unwrap();
+        let (_, validation) = config.split.apply(&history.records);
+        let (x, _) = matrix(&config.features, &validation);
+        let lightgbm =
+            Booster::from_string(&std::fs::read_to_string(&trained.model_path).unwrap()).unwrap();
+        let mut expected = predict(&lightgbm, config.features.len(), &x).unwrap();
+        baseline.apply(&x, &mut expected);
+        let served = model.predict_records(&validation).unwrap();
+        assert_eq!(served.len(), expected.len());
+        for (s, e) in served.iter().zip(&expected) {
+            assert_eq!(s.to_bits(), e.to_bits());
+        }
+        // AND without the baseline the same files are refused: the check rows carry it
+        let mut stripped = manifest.clone();
+        stripped.baseline = None;
+        std::fs::write(
+            &trained.manifest_path,
+            serde_json::to_vec(&stripped).unwrap(),
+        )
+        .unwrap();
+        let err = crate::evaluate::ModelDir::load(&out)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not reproduce"), "{err}");
+        // AND a baseline under an objective without a log link is refused
+        let identity = config.set("objective", json!("regression"));
+        let err = train(&history, &identity, &dir.path().join("other")).unwrap_err();
+        assert!(err.to_string().contains("log-link"), "{err}");
     }
 
     #[test]

@@ -102,6 +102,7 @@ fn train(x: &[f64], y: &[f32], names: &[String], rounds: u32, extra: Value) -> S
             features: x,
             labels: y,
             names,
+            init_score: None,
         },
         &params(extra),
         rounds,

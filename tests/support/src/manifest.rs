@@ -84,11 +84,12 @@ impl ManifestSpec {
                 validation: 0,
             },
             tool_versions: Default::default(),
-            check_rows: trainer::train::check_rows(model_text, &self.check_base)
+            check_rows: trainer::train::check_rows(model_text, &self.check_base, None)
                 .unwrap_or_default(),
             distribution: None,
             point: Default::default(),
             backtest: None,
+            baseline: None,
         }
     }
 }

@@ -30,6 +30,8 @@ mod text;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::baseline::Baseline;
+
 pub use objective::OutputTransform;
 pub use statistics::{TRAINING_STATISTICS, without_training_statistics};
 use text::{MissingType, TextModel, TextNode, TextTree};
@@ -381,9 +383,14 @@ impl Booster {
             );
         }
     }
-    /// Checks this evaluator against rows LightGBM scored: every prediction must be equal
-    /// bit for bit. Returns how many rows were checked.
-    pub fn verify(&self, check_rows: &[CheckRow]) -> Result<usize, String> {
+    /// Checks this evaluator against rows LightGBM scored: every prediction, times the row's
+    /// baseline when the model has one, must be equal bit for bit. Returns how many rows
+    /// were checked.
+    pub fn verify(
+        &self,
+        check_rows: &[CheckRow],
+        baseline: Option<&Baseline>,
+    ) -> Result<usize, String> {
         if check_rows.is_empty() {
             return Err(
                 "the manifest carries no check rows, so this evaluator cannot prove it reproduces \
@@ -401,6 +408,7 @@ impl Booster {
                 let got = self
                     .predict_row(&row)
                     .map_err(|e| format!("check row {index}: {e}"))?;
+                let got = baseline.map_or(got, |baseline| got * baseline.of(&row));
                 if got.to_bits() == check.prediction.0.to_bits() {
                     Ok(())
                 } else {

@@ -430,15 +430,50 @@ fn verify_accepts_its_own_answers_and_names_the_first_difference() {
             prediction: ExactF64(booster.predict_row(row).unwrap()),
         })
         .collect();
-    assert_eq!(booster.verify(&checks), Ok(checks.len()));
+    assert_eq!(booster.verify(&checks, None), Ok(checks.len()));
     // Rows are checked in parallel; the first wrong one in manifest order is named.
     let last = checks.len() - 1;
     for wrong in [last, 3] {
         checks[wrong].prediction = ExactF64(checks[wrong].prediction.0.next_up());
     }
-    let err = booster.verify(&checks).unwrap_err();
+    let err = booster.verify(&checks, None).unwrap_err();
     assert!(err.starts_with("check row 3"), "{err}");
-    assert!(booster.verify(&[]).unwrap_err().contains("no check rows"));
+    assert!(
+        booster
+            .verify(&[], None)
+            .unwrap_err()
+            .contains("no check rows")
+    );
+}
+
+#[test]
+fn with_a_baseline_the_check_rows_carry_it_so_a_reader_without_it_refuses_them() {
+    // GIVEN a baseline on the first feature and check rows scored with it
+    let booster = two_trees();
+    let baseline = crate::baseline::Baseline {
+        level: ExactF64(2.0),
+        factors: vec![
+            crate::baseline::Factors {
+                values: vec![ExactF64(1.0), ExactF64(4.0)],
+                factors: vec![ExactF64(0.5), ExactF64(3.0)],
+            },
+            crate::baseline::Factors {
+                values: vec![ExactF64(0.0)],
+                factors: vec![ExactF64(1.0)],
+            },
+        ],
+    };
+    let rows = booster.probe_rows(&[3.0, 5.0]);
+    let checks: Vec<CheckRow> = rows
+        .iter()
+        .map(|row| CheckRow {
+            features: row.iter().map(|v| ExactF64(*v)).collect(),
+            prediction: ExactF64(booster.predict_row(row).unwrap() * baseline.of(row)),
+        })
+        .collect();
+    // THEN they verify with the baseline, and a reader that ignores it fails on them
+    assert_eq!(booster.verify(&checks, Some(&baseline)), Ok(checks.len()));
+    assert!(booster.verify(&checks, None).is_err());
 }
 
 #[test]
