@@ -564,6 +564,62 @@ mod tests {
         assert!(err.to_string().contains("log-link"), "{err}");
     }
 
+    /// What docs/quantiles.md claims for `data/params/poisson.toml` on the generated history,
+    /// checked on a smaller grid of it (10 stores x 10 items, the same five years) with the
+    /// shipped file itself, at both cutoffs: SMAPE within 0.03 points of the generator's own
+    /// mean, P10/P50/P90 coverage within 2 points of the level, and the SMAPE-optimal point
+    /// below the mean point.
+    #[test]
+    fn the_shipped_parameters_track_the_generators_mean_and_are_calibrated() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/params/poisson.toml");
+        let file = crate::params::read_params_file(&shipped).unwrap();
+        let end = chrono::NaiveDate::from_ymd_opt(2017, 12, 31).unwrap();
+        let (dir, history) = crate::generate::generated_history(10, 10, end, 1);
+        for cutoff in ["2017-10-01", "2017-07-01"] {
+            let mut config = TrainConfig {
+                version: "shipped".into(),
+                split: format!("time:{cutoff}").parse().unwrap(),
+                ..TrainConfig::default()
+            };
+            for (key, value) in &file {
+                config = config.set(key, value.clone());
+            }
+            let trained = train(&history, &config, &dir.path().join(cutoff)).unwrap();
+            let (_, validation) = config.split.apply(&history.records);
+            let actual: Vec<f64> = validation.iter().map(|r| r.sales).collect();
+            let oracle: Vec<f64> = validation
+                .iter()
+                .map(|r| crate::generate::expected_sales(r.date, r.store.get(), r.item.get()))
+                .collect();
+            let floor = metrics::smape(&actual, &oracle);
+            let metrics = &trained.manifest.metrics;
+            let (smape, point) = (metrics["smape"], metrics["smape_point_smape"]);
+            eprintln!(
+                "{cutoff}: SMAPE {smape:.4}, generator's mean {floor:.4}, SMAPE point {point:.4}"
+            );
+            assert!(
+                smape - floor <= 0.03,
+                "{cutoff}: SMAPE {smape} vs the generator's {floor}"
+            );
+            assert!(
+                point < smape,
+                "{cutoff}: SMAPE point {point} vs mean {smape}"
+            );
+            let distribution = trained.manifest.distribution.as_ref().unwrap();
+            for score in &distribution.calibration {
+                eprintln!(
+                    "{cutoff}: P{} coverage {:.4}",
+                    score.level * 100.0,
+                    score.coverage
+                );
+                assert!(
+                    (score.coverage - score.level).abs() <= 0.02,
+                    "{cutoff}: {score:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn time_split_with_refit_fits_every_row_but_keeps_the_validation_metrics() {
         let (dir, history) = small_history();
