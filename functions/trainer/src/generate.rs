@@ -22,7 +22,7 @@ const WEEKDAY_FACTORS: [f64; 7] = [0.793, 0.923, 0.926, 0.990, 1.056, 1.123, 1.1
 const MONTH_FACTORS: [f64; 12] = [
     0.680, 0.754, 0.905, 1.056, 1.132, 1.206, 1.282, 1.131, 1.054, 0.980, 1.057, 0.753,
 ];
-/// Year factors from 2013; later years continue the last step.
+/// Year factors from 2013; later years keep the last one.
 const YEAR_FACTORS: [f64; 5] = [0.833, 0.958, 1.000, 1.083, 1.126];
 
 /// Items whose mean daily sales per store fall into the groups seen in the real data.
