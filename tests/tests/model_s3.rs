@@ -367,3 +367,74 @@ async fn an_unreachable_endpoint_is_its_own_failure() {
     );
     assert_eq!(err.code(), "StoreUnreachable");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_on_a_baseline_is_published_loaded_and_served_as_the_trainer_predicts_it() {
+    // GIVEN a Poisson booster trained on top of a baseline (as data/params/poisson.toml asks)
+    let work = tempfile::tempdir().unwrap();
+    let data = test_support::trained::small_history();
+    trainer::generate::generate(&data, &work.path().join("data")).unwrap();
+    let history = trainer::data::read_sales_csv(&work.path().join("data/train.csv")).unwrap();
+    let config = trainer::train::TrainConfig {
+        version: "baseline".to_owned(),
+        ..trainer::train::TrainConfig::default()
+    }
+    .set("objective", json!("poisson"))
+    .set(trainer::train::BASELINE_PARAM, json!(true))
+    .set("num_iterations", json!(ROUNDS));
+    let model_dir = work.path().join("model");
+    let trained = trainer::train::train(&history, &config, &model_dir).unwrap();
+    assert!(trained.manifest.baseline.is_some());
+
+    // WHEN `demand publish` puts it on a real local S3 server and the host cold-starts from it
+    let (_logs, _s3, client) = s3_with_bucket(&[]).await;
+    let location = trainer::publish::publish(&client, &model_dir, BUCKET)
+        .await
+        .unwrap();
+    let host = ModelHost::start(S3ObjectStore::new(client.clone()), location.clone(), 10_000).await;
+    assert!(host.model().is_some(), "the model loads");
+
+    // THEN rows are served exactly as the trainer predicts them: the booster times the baseline
+    let rows: Vec<f64> = synthetic::query_rows(300)
+        .chunks(FEATURES.len())
+        .flat_map(|row| {
+            [
+                row[0] % 3.0 + 1.0,
+                row[1] % 4.0 + 1.0,
+                row[2],
+                row[3],
+                row[4],
+            ]
+        })
+        .collect();
+    let expected = trainer::evaluate::ModelDir::load(&model_dir)
+        .unwrap()
+        .predict_matrix(&rows)
+        .unwrap();
+    let expected: Vec<u64> = expected.into_iter().map(f64::to_bits).collect();
+    assert_eq!(
+        served(host.invoke(&payload::dataframe_split(&rows)).await),
+        expected
+    );
+    let trees_only: Vec<u64> = lightgbm3::Booster::from_string(
+        &std::fs::read_to_string(model_dir.join("model.txt")).unwrap(),
+    )
+    .unwrap()
+    .predict(&rows, FEATURES.len() as i32, true)
+    .unwrap()
+    .into_iter()
+    .map(f64::to_bits)
+    .collect();
+    assert_ne!(expected, trees_only, "the baseline moves the predictions");
+
+    // AND the same model published without its baseline is refused at cold start
+    let mut stripped = trained.manifest.clone();
+    stripped.baseline = None;
+    let text = std::fs::read(model_dir.join("model.txt")).unwrap();
+    let location = publish(&client, "stripped", &stripped, &text).await;
+    let err = load(&client, &location).await;
+    assert!(
+        matches!(err, InitError::CheckRowsMismatch { .. }),
+        "{err:?}"
+    );
+}

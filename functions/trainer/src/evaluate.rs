@@ -150,7 +150,7 @@ impl ModelDir {
 
     /// The model's predictions for a row-major matrix: the booster's, times each row's
     /// baseline when the model has one (what the model function answers).
-    fn predict_matrix(&self, x: &[f64]) -> anyhow::Result<Vec<f64>> {
+    pub fn predict_matrix(&self, x: &[f64]) -> anyhow::Result<Vec<f64>> {
         let mut predicted = self.booster.predict(x)?;
         if let Some(baseline) = &self.manifest.baseline {
             baseline.apply(x, &mut predicted);
