@@ -108,7 +108,7 @@ fn predict(model: &LoadedModel, input: ScoringInput) -> Result<PredictionsRespon
         return Err(ModelError::new(
             ModelErrorType::NoDistribution,
             format!(
-                "model {}/{} has no predictive distribution in its manifest, so it answers no quantiles and no SMAPE-optimal point; ask without them or publish a model trained with distribution metadata (manifest format 3)",
+                "model {}/{} has no predictive distribution in its manifest, so it answers no quantiles and no SMAPE-optimal point; ask without them or publish a model trained with distribution metadata (manifest format 3 or later)",
                 model.manifest.name, model.manifest.version
             ),
         ));
