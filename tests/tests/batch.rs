@@ -441,7 +441,7 @@ async fn throughput_at_1_2_and_4_workers() {
     )
     .await
     .unwrap();
-    let scorer = batch::score::Scorer::new(&model).unwrap();
+    let scorer = batch::score::Scorer::new(&model, None).unwrap();
     let pairs: Vec<[u32; 2]> = (1..=32).map(|i| [1, i]).collect();
     let start = chrono::NaiveDate::from_ymd_opt(2018, 1, 1).unwrap();
     let started = Instant::now();

@@ -5,6 +5,7 @@
 //! of the model's training domain, or a subset) for `start` + `days`.
 
 use chrono::NaiveDate;
+use forecast::distribution::parse_levels;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BatchError;
@@ -89,7 +90,7 @@ pub struct CatalogueSpec {
 }
 
 /// A batch job: the Step Functions execution input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Job {
     /// Where results, error files, statuses and the summary go.
@@ -100,6 +101,10 @@ pub struct Job {
     /// Score the whole catalogue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalogue: Option<CatalogueSpec>,
+    /// Quantile levels in (0, 1) to answer beside each prediction, one column each (`p10`,
+    /// ...); the model must have a predictive distribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<Vec<f64>>,
 }
 
 /// The two shapes of a job, once checked.
@@ -145,6 +150,15 @@ impl Job {
                 "give input (s3://bucket/prefix/) or catalogue ({start, days})".into(),
             )),
         }
+    }
+
+    /// The quantile levels asked for, ascending and distinct, or why they cannot be answered.
+    pub fn levels(&self) -> Result<Option<Vec<f64>>, BatchError> {
+        self.quantiles
+            .as_deref()
+            .map(parse_levels)
+            .transpose()
+            .map_err(|e| BatchError::InvalidJob(format!("quantiles: {e}")))
     }
 
     /// Key of the plan (the Distributed Map's item list).
@@ -289,7 +303,7 @@ pub struct ModelIdentity {
 }
 
 /// One invocation of the worker, as the state machine sends it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum BatchEvent {
     /// Cut the job into work items and write them for the Map's `ItemReader`.

@@ -1,5 +1,5 @@
-//! Scoring one partition: rows in, `[id,]date,store,item,sales` out, bad rows to an error
-//! file with their line numbers.
+//! Scoring one partition: rows in, `[id,]date,store,item,sales[,p10,...]` out, bad rows to
+//! an error file with their line numbers.
 //!
 //! Input is read line by line from a stream, so a partition never sits in memory as text;
 //! rows are predicted in chunks of [`CHUNK_ROWS`] with the same feature code
@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
+use forecast::distribution::{Predictive, level_key};
 use forecast::features::{Feature, build_row};
 use forecast::manifest::TrainingDomain;
 use forecast::{ForecastRequest, ItemId, StoreId, parse_date};
@@ -48,14 +49,25 @@ pub const ERROR_HEADER: &str = "line,error,row\n";
 pub struct Scorer<'a> {
     model: &'a LoadedModel,
     features: Vec<Feature>,
+    /// The predictive distribution and the levels answered beside each prediction.
+    quantiles: Option<(Predictive, Vec<f64>)>,
 }
 
 impl<'a> Scorer<'a> {
-    /// A scorer for `model`, whose manifest must name features this service can build.
-    pub fn new(model: &'a LoadedModel) -> Result<Self, BatchError> {
+    /// A scorer for `model`, whose manifest must name features this service can build, and
+    /// hold a predictive distribution when quantile `levels` are asked for.
+    pub fn new(model: &'a LoadedModel, levels: Option<Vec<f64>>) -> Result<Self, BatchError> {
         let features = Feature::resolve_all(&model.manifest.features)
             .map_err(|e| BatchError::ModelUnavailable(format!("the model's features: {e}")))?;
-        Ok(Self { model, features })
+        let quantiles = match levels {
+            None => None,
+            Some(levels) => Some((distribution(model)?, levels)),
+        };
+        Ok(Self {
+            model,
+            features,
+            quantiles,
+        })
     }
 
     fn domain(&self) -> &TrainingDomain {
@@ -295,18 +307,20 @@ struct PartitionWriter<'s, 'a> {
 
 impl<'s, 'a> PartitionWriter<'s, 'a> {
     fn new(scorer: &'s Scorer<'a>, with_id: bool) -> Self {
-        let header: &[u8] = if with_id {
-            b"id,date,store,item,sales\n"
-        } else {
-            b"date,store,item,sales\n"
-        };
+        let mut header = if with_id { "id," } else { "" }.to_owned();
+        header.push_str("date,store,item,sales");
+        for level in scorer.quantiles.iter().flat_map(|(_, levels)| levels) {
+            header.push(',');
+            header.push_str(&level_key(*level));
+        }
+        header.push('\n');
         Self {
             scorer,
             with_id,
             pending: Vec::with_capacity(CHUNK_ROWS),
             features: Vec::with_capacity(CHUNK_ROWS * scorer.features.len()),
             result: ScoredPartition {
-                csv: header.to_vec(),
+                csv: header.into_bytes(),
                 errors: ERROR_HEADER.as_bytes().to_vec(),
                 ..ScoredPartition::default()
             },
@@ -367,19 +381,28 @@ impl<'s, 'a> PartitionWriter<'s, 'a> {
             .predict(&self.features)
             .map_err(|e| BatchError::Prediction(e.to_string()))?;
         let mut text = String::with_capacity(self.pending.len() * 40);
+        let mut row = Vec::new();
         for ((id, request), sales) in self.pending.drain(..).zip(sales) {
             if self.with_id {
                 text.push_str(id.as_deref().unwrap_or_default());
                 text.push(',');
             }
             // f64's Display is the shortest text that parses back to the same bits.
-            let _ = writeln!(
+            let _ = write!(
                 text,
                 "{},{},{},{sales}",
                 request.date.format("%Y-%m-%d"),
                 request.store.get(),
                 request.item.get()
             );
+            // The quantiles the model function answers for the same mean.
+            if let Some((predictive, levels)) = &self.scorer.quantiles {
+                predictive.at(sales).quantiles_into(levels, &mut row);
+                for quantile in &row {
+                    let _ = write!(text, ",{quantile}");
+                }
+            }
+            text.push('\n');
             self.result.rows_scored += 1;
         }
         self.result.csv.extend_from_slice(text.as_bytes());
@@ -391,6 +414,23 @@ impl<'s, 'a> PartitionWriter<'s, 'a> {
         self.flush()?;
         Ok(self.result)
     }
+}
+
+/// The model's predictive distribution, which quantiles need: a job asking them of a model
+/// without one is refused, as the API answers such a request 422.
+pub fn distribution(model: &LoadedModel) -> Result<Predictive, BatchError> {
+    let manifest = &model.manifest;
+    manifest
+        .distribution
+        .as_ref()
+        .map(|d| d.predictive)
+        .ok_or_else(|| {
+            BatchError::InvalidJob(format!(
+                "model {}/{} has no predictive distribution in its manifest, so it answers no \
+                 quantiles; submit the job without them or publish a model trained with one",
+                manifest.name, manifest.version
+            ))
+        })
 }
 
 /// `text` as one CSV field, quoted, with quotes doubled and line breaks replaced.
@@ -419,10 +459,7 @@ mod tests {
             store: StoreId::new(store).unwrap(),
             item: ItemId::new(item).unwrap(),
         };
-        model
-            .booster
-            .predict(&build_row(&features, &request))
-            .unwrap()[0]
+        model.predict(&build_row(&features, &request)).unwrap()[0]
     }
 
     fn lines(bytes: &[u8]) -> Vec<String> {
@@ -437,7 +474,7 @@ mod tests {
     async fn good_rows_are_scored_exactly_and_bad_rows_reported_by_line() {
         // GIVEN a model trained on stores 1..=3 and items 1..=4
         let model = loaded().await;
-        let scorer = Scorer::new(&model).unwrap();
+        let scorer = Scorer::new(&model, None).unwrap();
         // AND a partition in Kaggle's test.csv order with bad rows among good ones
         let mut text = b"id,date,store,item\r\n\
             0,2018-01-01,1,1\r\n\
@@ -507,9 +544,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn quantile_columns_carry_what_the_model_function_answers_for_the_same_row() {
+        // GIVEN the model (with its predictive distribution) and a job asking P10/P50/P90
+        let model = loaded().await;
+        assert!(model.manifest.distribution.is_some());
+        let scorer = Scorer::new(&model, Some(vec![0.1, 0.5, 0.9])).unwrap();
+        // WHEN two store-items are forecast for three days
+        let start = NaiveDate::from_ymd_opt(2018, 1, 1).unwrap();
+        let scored = scorer.score_catalogue(start, 3, &[[1, 1], [3, 4]]).unwrap();
+        // THEN each row carries the three quantiles after its sales
+        let out = lines(&scored.csv);
+        assert_eq!(out[0], "date,store,item,sales,p10,p50,p90");
+        assert_eq!(out.len(), 7);
+        for line in &out[1..] {
+            let fields: Vec<&str> = line.split(',').collect();
+            let (store, item): (u32, u32) =
+                (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+            // AND they are the model function's own answer for that row, sales included
+            let features = Feature::resolve_all(&model.manifest.features).unwrap();
+            let request = ForecastRequest {
+                date: parse_date(fields[0]).unwrap(),
+                store: StoreId::new(store).unwrap(),
+                item: ItemId::new(item).unwrap(),
+            };
+            let payload = serde_json::json!({
+                "dataframe_split": {
+                    "columns": model.manifest.features,
+                    "data": [build_row(&features, &request)],
+                },
+                "params": {"quantiles": [0.1, 0.5, 0.9]},
+            });
+            let answer = model::handle_json(&model, &payload.to_string(), 10).unwrap();
+            let answer = serde_json::to_value(answer).unwrap();
+            let expected = [
+                answer["predictions"][0].as_f64().unwrap(),
+                answer["quantiles"]["p10"][0].as_f64().unwrap(),
+                answer["quantiles"]["p50"][0].as_f64().unwrap(),
+                answer["quantiles"]["p90"][0].as_f64().unwrap(),
+            ];
+            let got: Vec<f64> = fields[3..].iter().map(|f| f.parse().unwrap()).collect();
+            assert_eq!(got, expected, "{line}");
+            assert!(got[1] <= got[2] && got[2] <= got[3], "{line}");
+        }
+        // AND a model without a predictive distribution cannot take such a job
+        let mut plain = model::load_model(&model::LocalFileStore, &crate::testing::location())
+            .await
+            .unwrap();
+        plain.manifest.distribution = None;
+        let err = Scorer::new(&plain, Some(vec![0.5])).unwrap_err();
+        assert_eq!(err.error_type(), "InvalidJob");
+        assert!(
+            err.to_string().contains("no predictive distribution"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
     async fn columns_are_found_by_name_and_a_missing_header_fails_the_partition() {
         let model = loaded().await;
-        let scorer = Scorer::new(&model).unwrap();
+        let scorer = Scorer::new(&model, None).unwrap();
         let scored = scorer
             .score_csv(reader(b"item,store,date\n4,3,2018-02-01\n"), "s3://b/p.csv")
             .await
@@ -531,7 +624,7 @@ mod tests {
     #[tokio::test]
     async fn a_catalogue_partition_is_every_day_of_every_pair() {
         let model = loaded().await;
-        let scorer = Scorer::new(&model).unwrap();
+        let scorer = Scorer::new(&model, None).unwrap();
         let start = NaiveDate::from_ymd_opt(2017, 12, 30).unwrap();
         let scored = scorer.score_catalogue(start, 3, &[[1, 2], [3, 4]]).unwrap();
         let out = lines(&scored.csv);

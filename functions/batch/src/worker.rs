@@ -77,7 +77,12 @@ impl<S: BatchStore, M: ObjectStore> BatchWorker<S, M> {
 
     /// Cuts the job into work items and writes them where the Map's `ItemReader` reads.
     pub async fn plan(&self, job: &Job) -> Result<PlanOutput, BatchError> {
-        let items = match job.shape()? {
+        let shape = job.shape()?;
+        // A job whose quantiles cannot be answered fails here, before any partition runs.
+        if job.levels()?.is_some() {
+            crate::score::distribution(&*self.model().await?)?;
+        }
+        let items = match shape {
             JobShape::Objects(input) => {
                 let keys = self.data.list(&input.bucket, &input.prefix).await?;
                 plan_objects(input, &keys)?
@@ -111,7 +116,7 @@ impl<S: BatchStore, M: ObjectStore> BatchWorker<S, M> {
     ) -> Result<PartitionReport, BatchError> {
         let started = Instant::now();
         let model = self.model().await?;
-        let scorer = Scorer::new(&model)?;
+        let scorer = Scorer::new(&model, job.levels()?)?;
         let scored: ScoredPartition = match item {
             WorkItem::Object { bucket, key, .. } => {
                 let reader = self.data.open(bucket, key).await?;
@@ -261,6 +266,39 @@ mod tests {
             .data
             .object("b", key)
             .map(|b| String::from_utf8(b).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_job_with_quantiles_writes_their_columns_and_bad_levels_fail_the_plan() {
+        // GIVEN a catalogue job (one store-item, 4 days) asking P10 and P90, as the state
+        // machine passes it (the job's JSON)
+        let worker = worker();
+        let job = job(
+            r#"{"output": "s3://b/q/", "catalogue": {"start": "2018-01-01", "days": 4, "stores": [2], "items": [3]}, "quantiles": [0.9, 0.1]}"#,
+        );
+        // WHEN it is planned and its one partition scored
+        let plan = worker.plan(&job).await.unwrap();
+        let items: Vec<WorkItem> =
+            serde_json::from_str(&text(&worker, &plan.key).unwrap()).unwrap();
+        assert_eq!(items.len(), 1);
+        worker.score(&job, &plan.run_id, &items[0]).await.unwrap();
+        // THEN the output has the levels ascending as columns, a value each
+        let out = text(&worker, &format!("q/{}.csv", items[0].id())).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "date,store,item,sales,p10,p90");
+        assert_eq!(lines.len(), 5);
+        assert!(
+            lines[1..].iter().all(|l| l.split(',').count() == 6),
+            "{out}"
+        );
+        // AND levels outside (0, 1) fail the plan, before any partition runs
+        let bad = self::job(
+            r#"{"output": "s3://b/r/", "catalogue": {"start": "2018-01-01", "days": 1}, "quantiles": [1.5]}"#,
+        );
+        let err = worker.plan(&bad).await.unwrap_err();
+        assert_eq!(err.error_type(), "InvalidJob");
+        assert!(err.to_string().contains("quantiles"), "{err}");
+        assert!(text(&worker, "r/_plan/items.json").is_none());
     }
 
     #[tokio::test]

@@ -231,6 +231,10 @@ struct SubmitArgs {
     /// Items of a catalogue job, comma-separated (default: the model's training domain).
     #[arg(long, value_delimiter = ',')]
     items: Option<Vec<u32>>,
+    /// Quantile levels in (0, 1) to answer beside each prediction, comma-separated
+    /// (0.1,0.5,0.9 gives columns p10,p50,p90); the model needs a predictive distribution.
+    #[arg(long, value_delimiter = ',')]
+    quantiles: Option<Vec<f64>>,
     /// Rows per partition of a catalogue job.
     #[arg(long)]
     rows_per_partition: Option<u32>,
@@ -262,8 +266,10 @@ impl SubmitArgs {
                 .map(batch::job::S3Prefix::parse)
                 .transpose()?,
             catalogue,
+            quantiles: self.quantiles.clone(),
         };
         job.shape()?;
+        job.levels()?;
         Ok(job)
     }
 }
