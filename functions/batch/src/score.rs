@@ -260,22 +260,21 @@ impl Columns {
         let date = parse_date(fields[self.date])
             .map_err(|e| problems.push(format!("date: {e}")))
             .ok();
-        // The range of `StoreId::new` and `ItemId::new`, checked here to name the column.
-        let mut id = |name: &str, value: &str| {
-            let max = forecast::request::MAX_ID;
-            let id = value
-                .parse::<u32>()
-                .ok()
-                .filter(|id| (1..=max).contains(id));
-            if id.is_none() {
+        let whole = |value: &str| value.parse::<u32>().ok();
+        let store = whole(fields[self.store]).and_then(StoreId::new);
+        let item = whole(fields[self.item]).and_then(ItemId::new);
+        for (name, column, valid) in [
+            ("store", self.store, store.is_some()),
+            ("item", self.item, item.is_some()),
+        ] {
+            if !valid {
+                let max = forecast::request::MAX_ID;
+                let value = fields[column];
                 problems.push(format!(
                     "{name}: {value:?} is not a whole number from 1 to {max}"
                 ));
             }
-            id
-        };
-        let store = id("store", fields[self.store]).and_then(StoreId::new);
-        let item = id("item", fields[self.item]).and_then(ItemId::new);
+        }
         let row_id = match self.id.map(|i| fields[i]) {
             Some("") => {
                 problems.push("id: empty".into());
