@@ -18,8 +18,7 @@ use std::fmt;
 use forecast::distribution::{PointKind, parse_levels};
 pub use forecast::wire::{DEFAULT_MAX_ROWS, MAX_COLUMNS, ModelInvocation, ScoringInput};
 use forecast::wire::{ModelError, ModelErrorType, PredictOptions};
-use serde::Deserializer;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::error::echo;
@@ -77,7 +76,7 @@ struct Decoder {
     /// the position the last record key named.
     lookup: HashMap<String, usize>,
     col: usize,
-    /// Values per row, once known.
+    /// Values per positional row, once known (with column names, the row is as wide).
     width: Option<usize>,
     /// Labels in `dataframe_split.index`, when it is a list.
     labels: Option<usize>,
@@ -114,13 +113,22 @@ impl Decoder {
         if decoder.input == Some("ping") {
             return Ok(ModelInvocation::Ping);
         }
-        decoder.out.width = decoder.width.unwrap_or(0);
+        let names = decoder.out.columns.as_ref().map(Vec::len);
+        decoder.out.width = names.or(decoder.width).unwrap_or(0);
         Ok(ModelInvocation::Predict(decoder.out))
     }
 
     /// Refuses a value of the kind `found` ("a list", "null", ...) at `at`.
     fn refuse<E: de::Error>(&mut self, at: At, found: &str) -> E {
         let what = self.what;
+        let (rows, row_is) = match self.records {
+            Some(false) => ("rows (lists of numbers)", "a list of values"),
+            Some(true) => ("records (objects)", "an object (a record)"),
+            None => (
+                "rows (lists or objects) or an object of columns",
+                "a list of values or an object (a record)",
+            ),
+        };
         let must_be = match at {
             At::Payload => {
                 format!("the payload must be a JSON object with exactly one of {INPUTS}")
@@ -130,20 +138,8 @@ impl Decoder {
             At::Names => "dataframe_split.columns must be a list of strings".to_owned(),
             At::Name(i) => format!("dataframe_split.columns[{i}] must be a string"),
             At::Index => "dataframe_split.index must be a list".to_owned(),
-            At::Rows => {
-                let rows = match self.records {
-                    Some(false) => "rows (lists of numbers)",
-                    Some(true) => "records (objects)",
-                    None => "rows (lists or objects) or an object of columns",
-                };
-                format!("{what} must be a list of {rows}")
-            }
+            At::Rows => format!("{what} must be a list of {rows}"),
             At::Row(row) => {
-                let row_is = match self.records {
-                    Some(false) => "a list of values",
-                    Some(true) => "an object (a record)",
-                    None => "a list of values or an object (a record)",
-                };
                 // Past row 0 of `instances` or `inputs`, row 0 decided what a row must be.
                 let like = row > 0 && matches!(what, "instances" | "inputs");
                 let like = if like { " like row 0" } else { "" };
@@ -203,13 +199,11 @@ impl Decoder {
                 return Err(self.invalid(format!("{message}; send exactly one of {INPUTS}")));
             }
             (self.input, self.what) = (Some(input), input);
+            self.records = (input == "dataframe_records").then_some(true);
             match input {
                 "ping" => map.next_value::<IgnoredAny>().map(drop)?,
                 "dataframe_split" => map.next_value_seed(Visit(self, At::Split))?,
-                _ => {
-                    self.records = (input == "dataframe_records").then_some(true);
-                    map.next_value_seed(Visit(self, At::Rows))?;
-                }
+                _ => map.next_value_seed(Visit(self, At::Rows))?,
             }
         }
         if self.input.is_none() {
@@ -273,13 +267,11 @@ impl Decoder {
         let (rows, names) = (self.out.rows, self.out.columns.as_ref().map(Vec::len));
         // When `data` came first, its rows were only checked against each other.
         if let (Some(width), Some(names)) = (self.width, names)
-            && rows > 0
             && width != names
         {
             let message = format!("row 0 has {width} values but there are {names} columns");
             return Err(self.invalid(message));
         }
-        self.width = names.or(self.width);
         match self.labels {
             Some(labels) if labels != rows => Err(self.invalid(format!(
                 "dataframe_split.index has {labels} labels but data has {rows} rows"
@@ -344,8 +336,7 @@ impl Decoder {
             let message = format!("{message}; every record needs the same columns");
             return Err(self.fail(ModelErrorType::SchemaMismatch, message));
         }
-        (self.records, self.width) = (Some(true), Some(self.out.values.len() - start));
-        self.out.rows += 1;
+        (self.records, self.out.rows) = (Some(true), row + 1);
         Ok(())
     }
 
@@ -379,8 +370,7 @@ impl Decoder {
         Ok(())
     }
 
-    /// An object of columns (`instances`, `inputs`): read column after column, then turned
-    /// into rows.
+    /// An object of columns (`instances`, `inputs`): read column by column, then transposed.
     fn columns<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
         let (what, mut rows) = (self.what, None);
         while let Some(name) = map.next_key::<String>()? {
@@ -403,7 +393,7 @@ impl Decoder {
         let (by_column, rows) = (std::mem::take(&mut self.out.values), rows.unwrap_or(0));
         let value = |i: usize| by_column[(i % width) * rows + i / width];
         self.out.values = (0..rows * width).map(value).collect();
-        (self.width, self.out.rows) = (Some(width), rows);
+        self.out.rows = rows;
         Ok(())
     }
 }
@@ -422,9 +412,6 @@ impl<'de> DeserializeSeed<'de> for Visit<'_> {
     }
 }
 
-// Feature values are small integers or measurements: the nearest f64 of an integer is what
-// the model would see from any client.
-#[allow(clippy::cast_precision_loss)]
 impl<'de> Visitor<'de> for Visit<'_> {
     type Value = ();
 
@@ -436,6 +423,8 @@ impl<'de> Visitor<'de> for Visit<'_> {
         Err(self.0.refuse(self.1, "a boolean"))
     }
 
+    // Feature values are small integers or measurements: the nearest f64 of an integer is
+    // what the model would see from any client.
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
         self.visit_f64(v as f64)
     }
@@ -459,11 +448,8 @@ impl<'de> Visitor<'de> for Visit<'_> {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
         match self.1 {
             At::Name(_) => {
-                self.0
-                    .out
-                    .columns
-                    .get_or_insert_default()
-                    .push(v.to_owned());
+                let names = self.0.out.columns.get_or_insert_default();
+                names.push(v.to_owned());
                 Ok(())
             }
             At::Key(row, seen) => self.0.key(row, seen, v),
