@@ -5,9 +5,18 @@ use batch::{BatchEvent, BatchWorker, S3BatchStore};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use model::{ConfiguredStore, ModelConfig};
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    // While the process has one thread: the runtime below starts the others.
+    let ca_bundle = ca_bundle::name_ca_bundle();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(ca_bundle))
+}
+
+async fn serve(ca_bundle: Option<std::path::PathBuf>) -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    tracing::debug!(?ca_bundle, "CA bundle named");
     let config = ModelConfig::from_env().inspect_err(|err| {
         tracing::error!(error = %err, "batch configuration is invalid");
     })?;

@@ -23,7 +23,6 @@ pub mod loader;
 pub mod memory;
 #[cfg(test)]
 mod testing;
-pub mod trust;
 
 pub use config::{ModelConfig, ModelSource};
 pub use error::{FetchErrorKind, InitError, ModelError, ModelErrorType, diagnostic};

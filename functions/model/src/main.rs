@@ -10,7 +10,7 @@ fn main() -> Result<(), Error> {
     // Before anything large is allocated (see `model::memory`).
     let fixed_threshold = model::memory::fix_mmap_threshold();
     // While the process has one thread: the runtime below starts the others.
-    let ca_bundle = model::trust::name_ca_bundle();
+    let ca_bundle = ca_bundle::name_ca_bundle();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -1,6 +1,6 @@
-//! Which CA certificates the function's TLS client reads at start.
+//! Which CA certificates a function's TLS client reads at start.
 //!
-//! The SDK's HTTPS client loads the platform's CA certificates when the S3 client is built,
+//! The SDK's HTTPS client loads the platform's CA certificates when a client is built,
 //! through `rustls-native-certs`: unless `SSL_CERT_FILE` or `SSL_CERT_DIR` is set it reads
 //! the distribution's bundle file *and* every file of its certificate directory. The
 //! directory holds the same certificates again (Debian keeps one file per certificate beside
@@ -11,7 +11,8 @@
 //! [`name_ca_bundle`] therefore names the bundle `rustls-native-certs` would read anyway in
 //! `SSL_CERT_FILE`, so the directory is not scanned. A certificate added only to the
 //! directory and not to the bundle would no longer be trusted; setting `SSL_CERT_FILE` or
-//! `SSL_CERT_DIR` in the function's environment keeps whatever it names.
+//! `SSL_CERT_DIR` in the function's environment keeps whatever it names. Each function's `main`
+//! calls it first and logs what it named at debug level.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -26,15 +27,17 @@ pub const CERT_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
 /// comment).
 #[allow(unsafe_code)]
 pub fn name_ca_bundle() -> Option<PathBuf> {
-    let bundle = bundle_to_name(
-        |name| std::env::var_os(name),
-        || openssl_probe::probe().cert_file,
-    )?;
+    let bundle = bundle_to_name(|name| std::env::var_os(name), platform_bundle)?;
     // SAFETY: setting a variable races only with another thread reading or writing the
     // environment at the same time. `main` calls this before it starts the async runtime,
     // the logger or anything else that spawns a thread, so the process has one thread here.
     unsafe { std::env::set_var(CERT_VARIABLES[0], &bundle) };
     Some(bundle)
+}
+
+/// The platform's bundle file, found as `rustls-native-certs` itself finds it.
+pub fn platform_bundle() -> Option<PathBuf> {
+    openssl_probe::probe().cert_file
 }
 
 /// The bundle to name: none when either variable is set already (what it names is kept),
