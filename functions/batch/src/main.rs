@@ -6,12 +6,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use model::{ConfiguredStore, ModelConfig};
 
 fn main() -> Result<(), Error> {
-    // While the process has one thread: the runtime below starts the others.
-    let ca_bundle = ca_bundle::name_ca_bundle();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(serve(ca_bundle))
+    ca_bundle::start_runtime(serve)
 }
 
 async fn serve(ca_bundle: Option<std::path::PathBuf>) -> Result<(), Error> {

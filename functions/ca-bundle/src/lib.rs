@@ -8,11 +8,11 @@
 //! every certificate is read and decoded at least twice, a few milliseconds of every cold
 //! start (`docs/benchmarks.md` has the figures).
 //!
-//! [`name_ca_bundle`] therefore names the bundle `rustls-native-certs` would read anyway in
+//! [`start_runtime`] therefore names the bundle `rustls-native-certs` would read anyway in
 //! `SSL_CERT_FILE`, so the directory is not scanned. A certificate added only to the
 //! directory and not to the bundle would no longer be trusted; setting `SSL_CERT_FILE` or
 //! `SSL_CERT_DIR` in the function's environment keeps whatever it names. Each function's `main`
-//! calls it first and logs what it named at debug level.
+//! starts its runtime through it and logs what it named at debug level.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -20,17 +20,29 @@ use std::path::PathBuf;
 /// The variables `rustls-native-certs` (like OpenSSL) reads its certificate locations from.
 pub const CERT_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
 
-/// Names the platform's CA bundle in `SSL_CERT_FILE` (see [`bundle_to_name`]). Answers the
-/// bundle it named.
-///
-/// Call it first thing in `main`, while the process has a single thread (see the SAFETY
-/// comment).
+/// Names the platform's CA bundle (see [`bundle_to_name`]), then runs `serve`, given the
+/// bundle it named, on a new multi-threaded tokio runtime: each function's `main` calls it
+/// before anything else starts a thread (see the SAFETY comment below).
+pub fn start_runtime<T, E, F>(serve: impl FnOnce(Option<PathBuf>) -> F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    E: From<std::io::Error>,
+{
+    let bundle = name_ca_bundle();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(bundle))
+}
+
+/// Names the platform's CA bundle in `SSL_CERT_FILE`; answers the bundle it named.
 #[allow(unsafe_code)]
-pub fn name_ca_bundle() -> Option<PathBuf> {
+fn name_ca_bundle() -> Option<PathBuf> {
     let bundle = bundle_to_name(|name| std::env::var_os(name), platform_bundle)?;
     // SAFETY: setting a variable races only with another thread reading or writing the
-    // environment at the same time. `main` calls this before it starts the async runtime,
-    // the logger or anything else that spawns a thread, so the process has one thread here.
+    // environment at the same time. `start_runtime` calls this before it builds the runtime,
+    // and `main` calls `start_runtime` before the logger or anything else that spawns a
+    // thread, so the process has one thread here.
     unsafe { std::env::set_var(CERT_VARIABLES[0], &bundle) };
     Some(bundle)
 }

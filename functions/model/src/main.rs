@@ -9,12 +9,7 @@ use serde_json::value::RawValue;
 fn main() -> Result<(), Error> {
     // Before anything large is allocated (see `model::memory`).
     let fixed_threshold = model::memory::fix_mmap_threshold();
-    // While the process has one thread: the runtime below starts the others.
-    let ca_bundle = ca_bundle::name_ca_bundle();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(serve(fixed_threshold, ca_bundle))
+    ca_bundle::start_runtime(|ca_bundle| serve(fixed_threshold, ca_bundle))
 }
 
 async fn serve(fixed_threshold: bool, ca_bundle: Option<std::path::PathBuf>) -> Result<(), Error> {
