@@ -547,32 +547,48 @@ pub fn batch_definition(function: &str, max_concurrency: u32) -> anyhow::Result<
         .replace("${MaxConcurrency}", &max_concurrency.to_string()))
 }
 
-/// POSTs `body` (JSON) to `url` through `cargo lambda watch` and answers the service's status
-/// and body. The emulator now and then answers a request with its own 500 before the function
-/// sees it (no `x-request-id`, nothing in the handler's log); only that answer is retried, up
-/// to five times. Any answer of the service's own is returned as it is.
+/// An answer through `cargo lambda watch`.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// It carries `x-request-id`: the service answered, not the emulator.
+    pub ours: bool,
+    pub text: String,
+}
+
+/// Sends the request `request` builds through `cargo lambda watch` and answers the service's
+/// status and body. The emulator now and then answers a request with its own 500 (no
+/// `x-request-id`: it lost a large response, or the function never saw the request); only
+/// that answer is retried, up to five times. Any other answer is returned as it is.
+pub async fn to_service(request: impl Fn() -> reqwest::RequestBuilder) -> anyhow::Result<Answer> {
+    for _ in 0..5 {
+        let response = request().send().await?;
+        let url = response.url().clone();
+        let status = response.status().as_u16();
+        let ours = response.headers().contains_key("x-request-id");
+        let text = response.text().await?;
+        if ours || status != 500 {
+            return Ok(Answer { status, ours, text });
+        }
+        eprintln!("the emulator answered {url} with its own {status}; retrying: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the emulator answered a request with its own 500 five times")
+}
+
+/// POSTs `body` (JSON) to `url` through [`to_service`].
 pub async fn post_to_service(
     http: &reqwest::Client,
     url: &str,
     body: &serde_json::Value,
 ) -> anyhow::Result<(u16, String)> {
-    for _ in 0..5 {
-        let response = http
-            .post(url)
+    let answer = to_service(|| {
+        http.post(url)
             .header("content-type", "application/json")
             .body(body.to_string())
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        let ours = response.headers().contains_key("x-request-id");
-        let text = response.text().await?;
-        if ours || status != 500 {
-            return Ok((status, text));
-        }
-        eprintln!("the emulator answered {url} with its own {status}; retrying: {text}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("the emulator answered {url} with its own 500 five times")
+    })
+    .await?;
+    Ok((answer.status, answer.text))
 }
 
 /// A whole number from the environment variable `name`, or `default`.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use e2e::{
     Fault, FaultProxy, LambdaWatch, LocalS3, assert_no_leak, free_port, function_pids,
-    kill_process, publish_model, stack_env, train_small_model,
+    kill_process, publish_model, stack_env, to_service, train_small_model,
 };
 use forecast::ModelLocation;
 use serde_json::{Value, json};
@@ -48,20 +48,6 @@ async fn send(request: reqwest::RequestBuilder) -> Reply {
             .map(|v| v.to_str().unwrap().to_owned()),
         text: response.text().await.unwrap(),
     }
-}
-
-/// The OpenAPI document (a large answer). `cargo lambda watch` now and then loses a large
-/// response on a busy machine and answers its own 500 (without the service's headers); only
-/// that is retried, three times.
-async fn openapi_document(http: &reqwest::Client, url: &str) -> Reply {
-    let mut doc = send(http.get(url)).await;
-    for _ in 0..3 {
-        if doc.status != 500 || doc.ours {
-            break;
-        }
-        doc = send(http.get(url)).await;
-    }
-    doc
 }
 
 fn http() -> reqwest::Client {
@@ -151,7 +137,10 @@ async fn assert_unavailable_but_serving(
     ] {
         assert_error(&send(request).await, 503);
     }
-    let doc = openapi_document(http, &url("/v1/api/openapi.json")).await;
+    // The document is a large answer: the emulator may lose it (`to_service`).
+    let doc = to_service(|| http.get(url("/v1/api/openapi.json")))
+        .await
+        .unwrap();
     assert_eq!(doc.status, 200, "{}\n{}", doc.text, watch.log_tail());
     let invalid = send(
         http.post(url("/v1/api/predict"))
@@ -470,7 +459,7 @@ async fn a_failing_throttled_or_slow_model_maps_to_502_503_504_and_heals_on_the_
         // Health pings the model: not ready while it fails, whatever the failure.
         let health = send(http.get(watch.function_url("orchestrator", "/v1/api/health"))).await;
         assert_error(&health, 503);
-        let doc = openapi_document(&http, &openapi).await;
+        let doc = to_service(|| http.get(&openapi)).await.unwrap();
         assert_eq!(doc.status, 200, "{fault:?}: {}", doc.text);
         // A request that fails validation is still answered for what it is: no model needed.
         let invalid = send(

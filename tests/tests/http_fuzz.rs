@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use e2e::{
-    LambdaWatch, LocalS3, env_number, leaks, publish_model, stack_env, train_small_model,
-    workspace_root,
+    LambdaWatch, LocalS3, env_number, leaks, publish_model, stack_env, to_service,
+    train_small_model, workspace_root,
 };
 use serde_json::Value;
 
@@ -265,25 +265,14 @@ impl Tally {
 }
 
 /// The OpenAPI document as the service serves it. Schemathesis reads it from a file, not from
-/// the emulator: `cargo lambda watch` now and then answers a request with its own 500 before the
-/// function sees it (no `x-request-id`, nothing in the handler's log), and one such answer to
-/// the schema download would fail the run before a single check. Only that rejection is
-/// retried; any answer of the service's own that is not 200 fails the test.
+/// the emulator: one 500 of the emulator's own to the schema download would fail the run
+/// before a single check ([`to_service`] retries only that); any other answer than 200 fails
+/// the test.
 async fn served_document(http: &reqwest::Client, base: &str) -> String {
     let url = format!("{base}/v1/api/openapi.json");
-    for _ in 0..5 {
-        let response = http.get(&url).send().await.unwrap();
-        let status = response.status().as_u16();
-        let ours = response.headers().get("x-request-id").is_some();
-        let body = response.text().await.unwrap();
-        if status == 200 && ours {
-            return body;
-        }
-        assert!(!ours, "the service answered {status} to {url}: {body}");
-        eprintln!("emulator rejected {url} with {status}; retrying: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the emulator rejected {url} five times");
+    let answer = to_service(|| http.get(&url)).await.unwrap();
+    assert!(answer.ours && answer.status == 200, "{url}: {answer:?}");
+    answer.text
 }
 
 /// The statuses the document gives operation `label` (`GET /v1/api/forecast`).
@@ -300,41 +289,25 @@ fn documented_statuses(document: &Value, label: &str) -> Vec<u16> {
     statuses
 }
 
-/// Sends a recorded request again until the service, not the emulator, answers it (three
-/// tries): its status and body.
-async fn resend(http: &reqwest::Client, interaction: &Value) -> (u16, String) {
+/// A recorded request, to send again.
+fn recorded(http: &reqwest::Client, interaction: &Value) -> reqwest::RequestBuilder {
     let request = &interaction["request"];
-    let method = request["method"]
-        .as_str()
-        .unwrap()
-        .parse::<reqwest::Method>()
-        .unwrap();
+    let method = request["method"].as_str().unwrap();
     let uri = request["uri"].as_str().unwrap();
-    for _ in 0..3 {
-        let mut sent = http
-            .request(method.clone(), uri)
-            .body(decode(&request["body"]));
-        for (name, values) in request["headers"].as_object().into_iter().flatten() {
-            for value in values
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
-                sent = sent.header(name, value);
-            }
+    let mut again = http
+        .request(method.parse().unwrap(), uri)
+        .body(decode(&request["body"]));
+    for (name, values) in request["headers"].as_object().into_iter().flatten() {
+        for value in values
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            again = again.header(name, value);
         }
-        let response = sent.send().await.unwrap();
-        let ours = response.headers().contains_key("x-request-id");
-        let status = response.status().as_u16();
-        let body = response.text().await.unwrap();
-        if ours {
-            return (status, body);
-        }
-        eprintln!("the emulator answered {method} {uri} again with {status}: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("the service never answered {method} {uri}: the emulator answered three times");
+    again
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -442,7 +415,12 @@ async fn the_served_openapi_document_holds_under_schema_driven_fuzzing() {
     // shows no internals; such answers stay rare (at most one request in fifty)
     let document: Value = serde_json::from_str(&document).unwrap();
     for (label, interaction) in &tally.emulator_errors {
-        let (status, body) = resend(&http, interaction).await;
+        let answer = to_service(|| recorded(&http, interaction)).await.unwrap();
+        let (status, body) = (answer.status, answer.text);
+        assert!(
+            answer.ours,
+            "{label}: the emulator answered {status}: {body}"
+        );
         let documented = documented_statuses(&document, label);
         let uri = &interaction["request"]["uri"];
         assert!(
